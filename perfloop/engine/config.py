@@ -25,6 +25,8 @@ class EngineConfig(BaseModel):
     max_model_len: int | None = Field(None, ge=1, description="Context limit; default from the model.")
     enable_prefix_caching: bool = Field(True, description="Reuse KV blocks of shared prefixes.")
     enable_chunked_prefill: bool = Field(True, description="Split long prompts across steps.")
-    attention_backend: Literal["auto", "torch", "triton"] = Field("auto", description="auto = triton on CUDA.")
+    attention_backend: Literal["auto", "torch", "triton"] = Field(
+        "auto", description="auto = triton on CUDA."
+    )
     enforce_eager: bool = Field(False, description="Disable decode CUDA graphs.")
     seed: int = Field(0, description="Seed for weights-independent randomness.")
