@@ -1,5 +1,36 @@
-"""`perfloop ledger ...`."""
+"""`perfloop ledger ...`: verify a run's ledger, export the record schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+from rich.console import Console
+
+from perfloop.ledger.runs import resolve_run
+from perfloop.ledger.schemas import export_schemas
+from perfloop.ledger.verify import verify_ledger
 
 app = typer.Typer(help="Artifact ledger.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("verify")
+def verify(run: str = typer.Argument(..., help="Run folder, or a run id under artifacts/.")) -> None:
+    """Check the hash chain of events.jsonl and every recorded file; name the first broken record."""
+    root = resolve_run(run)
+    report = verify_ledger(root)
+    if report.ok:
+        console.print(f"[green]ledger ok[/green]: {root} ({report.events} events, {report.files} files)")
+        return
+    console.print(f"[red]ledger broken[/red]: {report.broken}: {report.problem}")
+    raise typer.Exit(code=1)
+
+
+@app.command("schemas")
+def schemas(
+    out: Path = typer.Option(Path("artifacts/schemas"), "--out", help="Folder for the JSON Schemas."),
+) -> None:
+    """Export the JSON Schema of every ledger record."""
+    paths = export_schemas(out)
+    console.print(f"wrote {len(paths)} schemas to {out}")

@@ -1,0 +1,233 @@
+"""Every record the ledger writes: pydantic models, each carrying a schema version."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+GENESIS = "0" * 64
+
+Verdict = Literal["ADVANCED", "STALLED", "REGRESSED"]
+GapPosition = Literal["behind", "tied", "ahead"]
+
+
+class Record(BaseModel):
+    """Base of every on-disk record: strict fields and a schema version."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int = SCHEMA_VERSION
+
+
+class Event(Record):
+    """One line of `events.jsonl`; `prev_sha256` is the SHA-256 of the previous raw line."""
+
+    seq: int = Field(ge=0)
+    ts: float
+    kind: str = Field(description="transition, record, note, ...")
+    state: str = Field(description="Loop state after this event.")
+    round: int = Field(0, ge=0)
+    data: dict[str, Any] = Field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict, description="Path under the run root -> SHA-256.")
+    prev_sha256: str
+
+
+class Manifest(Record):
+    """`manifest.json`: what this run is and where it ran."""
+
+    run_id: str
+    created: float
+    perfloop_version: str
+    spec: dict[str, Any]
+    environment: dict[str, Any]
+    target_repo: str
+    loop_branch: str
+    base_commit: str
+
+
+class FreezeRecord(Record):
+    """What FREEZE pinned; a later change to any of these voids the comparison."""
+
+    workload_fingerprint: str
+    bench_code_sha256: str
+    tolerance_sha256: str
+    base_commit: str
+    noise_band: float = Field(description="Relative half-width of the A/A interval (floored).")
+    aa_median_ratio: float
+    aa_ci_low: float
+    aa_ci_high: float
+    reference_outputs_sha256: str | None = None
+
+
+class MetricComparison(Record):
+    """One metric of an interleaved A/B run: the B/A ratio with its bootstrap interval."""
+
+    metric: str
+    a_median: float
+    b_median: float
+    median_ratio: float
+    ci_low: float
+    ci_high: float
+    higher_is_better: bool
+
+
+class BenchRecord(Record):
+    """An A/B measurement stored in a round (A = baseline side, B = the side under test)."""
+
+    label: str = Field(description="aa, vs-peer, revalidate")
+    a_name: str
+    b_name: str
+    a_launch: str
+    b_launch: str
+    workload_fingerprint: str
+    trials: int
+    metrics: dict[str, MetricComparison]
+    requested_output_tokens: int
+    achieved_output_tokens_a: int
+    achieved_output_tokens_b: int
+    result_files: list[str] = Field(default_factory=list)
+
+
+class GapRecord(Record):
+    """The gap decision of one round, made from the interval and not from a point."""
+
+    metric: str
+    peer: str
+    median_ratio: float
+    ci_low: float
+    ci_high: float
+    threshold: float
+    position: GapPosition
+    objective_met: bool
+    reason: str
+
+
+class TableRow(Record):
+    """A row of a profiler table, addressable by stage, table and index so patches can cite it."""
+
+    stage: str
+    table: str
+    index: int
+    row: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        """The citation key `stage/table#index`."""
+        return f"{self.stage}/{self.table}#{self.index}"
+
+
+class ProfileRecord(Record):
+    """PROFILE output: the trace and the analysis tables at the workload's shapes."""
+
+    trace: str
+    tables: dict[str, dict[str, list[dict[str, Any]]]]
+    engine_stats: dict[str, Any] = Field(default_factory=dict)
+
+
+class PatchRecord(Record):
+    """A candidate: the commit, its diff, why it was proposed and the rows it cites."""
+
+    patcher: str
+    proposed: bool
+    reason: str
+    commit: str | None = None
+    parent: str | None = None
+    rule: str | None = None
+    rationale: str = ""
+    cited_rows: list[str] = Field(default_factory=list)
+    files_changed: list[str] = Field(default_factory=list)
+    diff_file: str | None = None
+
+
+class ValidationRecord(Record):
+    """VALIDATE: the correctness command's result on the candidate's worktree."""
+
+    command: str
+    returncode: int
+    passed: bool
+    checks: dict[str, bool] = Field(default_factory=dict)
+    log_file: str
+
+
+class GateResult(Record):
+    """One mechanical reviewer gate with the evidence it looked at."""
+
+    gate: str
+    passed: bool
+    evidence: str
+
+
+class ReviewRecord(Record):
+    """REVIEW: every gate, the verdict and what the loop does next."""
+
+    gates: list[GateResult]
+    verdict: Verdict
+    rejected_by: list[str] = Field(default_factory=list)
+    accepted: bool
+
+
+class RoundSummary(Record):
+    """RECORD: the round in one record; the report reads these."""
+
+    round: int
+    gap: GapRecord | None
+    patch: PatchRecord | None
+    verdict: Verdict | None
+    accepted: bool
+    rejected_by: list[str] = Field(default_factory=list)
+    branch_head: str
+    research: bool = False
+    outcome: str
+
+
+class ValidationReference(Record):
+    """Frozen greedy reference outputs of the base commit on fixed prompts."""
+
+    model: str
+    prompts: list[list[int]]
+    max_tokens: int
+    outputs: list[list[int]]
+
+
+class CorrectnessReport(Record):
+    """What the bundled engine's correctness command prints: each check and its outcome."""
+
+    passed: bool
+    checks: dict[str, bool]
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class LoopState(Record):
+    """The resumable position of the state machine (carried by every transition event)."""
+
+    state: str
+    round: int = 0
+    branch_head: str
+    best_commit: str
+    nonadvancing: int = 0
+    research_next: bool = False
+    pending_commit: str | None = None
+    reason: str = ""
+    started: float
+    tried_rules: list[str] = Field(default_factory=list)
+
+
+RECORD_MODELS: list[type[Record]] = [
+    Event,
+    Manifest,
+    FreezeRecord,
+    MetricComparison,
+    BenchRecord,
+    GapRecord,
+    TableRow,
+    ProfileRecord,
+    PatchRecord,
+    ValidationRecord,
+    GateResult,
+    ReviewRecord,
+    RoundSummary,
+    ValidationReference,
+    CorrectnessReport,
+    LoopState,
+]

@@ -1,0 +1,26 @@
+"""JSON Schemas of every ledger record, exported to `artifacts/schemas/`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from perfloop.ledger.records import RECORD_MODELS
+from perfloop.ledger.store import atomic_write_text
+
+
+def schema_documents() -> dict[str, dict[str, Any]]:
+    """File name -> JSON Schema, one per record model."""
+    return {f"{model.__name__}.schema.json": model.model_json_schema() for model in RECORD_MODELS}
+
+
+def render(schema: dict[str, Any]) -> str:
+    """The exact text written for a schema (stable key order so diffs are meaningful)."""
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def export_schemas(out: Path) -> list[Path]:
+    """Write every schema under `out`; returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    return [atomic_write_text(out / name, render(doc)) for name, doc in schema_documents().items()]
