@@ -1,0 +1,109 @@
+"""Environment fingerprint: what the numbers were measured on, hashed for quick equality checks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Environment(BaseModel):
+    """Hardware and software a benchmark ran on, plus what it measured (command, engine flags)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hostname: str
+    cpu_model: str
+    cpu_count: int
+    gpu_models: list[str]
+    gpu_driver: str | None
+    python: str
+    torch: str
+    cuda: str | None
+    transformers: str | None
+    perfloop: str
+    perfloop_commit: str | None
+    target_commit: str | None
+    server_command: str | None
+    engine_flags: dict[str, object] | None
+
+    def fingerprint(self) -> str:
+        """sha256 over the fields that make two measurements comparable (not the hostname)."""
+        keep = self.model_dump(exclude={"hostname"})
+        return "sha256:" + hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu_driver() -> str | None:
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+    except OSError:
+        return None
+    for word in text.split():
+        if word.count(".") >= 1 and word.replace(".", "").isdigit():
+            return word
+    return None
+
+
+def git_commit(repo: Path | None) -> str | None:
+    """HEAD commit of the git work tree holding `repo`, or None outside git."""
+    if repo is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def collect_environment(
+    server_command: str | None = None,
+    engine_flags: dict[str, object] | None = None,
+    target_repo: Path | None = None,
+) -> Environment:
+    """Fingerprint this machine and the measured target."""
+    import torch
+
+    import perfloop
+
+    try:
+        import transformers
+
+        tf_version: str | None = transformers.__version__
+    except ImportError:
+        tf_version = None
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return Environment(
+        hostname=platform.node(),
+        cpu_model=_cpu_model(),
+        cpu_count=os.cpu_count() or 1,
+        gpu_models=gpus,
+        gpu_driver=_gpu_driver(),
+        python=platform.python_version(),
+        torch=torch.__version__,
+        cuda=torch.version.cuda,
+        transformers=tf_version,
+        perfloop=getattr(perfloop, "__version__", "0"),
+        perfloop_commit=git_commit(Path(perfloop.__file__).parent),
+        target_commit=git_commit(target_repo) if target_repo else None,
+        server_command=server_command,
+        engine_flags=engine_flags,
+    )
