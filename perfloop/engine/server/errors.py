@@ -1,0 +1,107 @@
+"""OpenAI-shaped error responses: `{"error": {"message", "type", "param", "code"}}`."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from perfloop.engine.server.protocol import ErrorDetail, ErrorResponse
+
+log = logging.getLogger(__name__)
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    429: "rate_limit_exceeded",
+    500: "internal_server_error",
+    503: "service_unavailable",
+}
+
+
+class OpenAIError(Exception):
+    """An error that becomes an OpenAI error body with the given HTTP status."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int,
+    message: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """One OpenAI error body."""
+    detail = ErrorDetail(
+        message=message, type=_TYPES.get(status, "invalid_request_error"), param=param, code=code
+    )
+    return JSONResponse(ErrorResponse(error=detail).model_dump(), status_code=status, headers=headers)
+
+
+def _param_of(loc: tuple[int | str, ...]) -> str | None:
+    """`("body", "messages", 0, "role")` -> `messages.0.role`; None for the body as a whole."""
+    parts = [str(p) for p in loc[1:] if not str(p).startswith(("function-", "union["))]
+    # pydantic names union members in the location ("str", "list[int]"); keep the field path.
+    parts = [p for p in parts if p not in {"str", "list[int]", "list[str]", "list[ContentPart]", "int"}]
+    return ".".join(parts) or None
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0]
+    loc = tuple(first.get("loc", ()))
+    param = _param_of(loc)
+    message = str(first.get("msg", "invalid request"))
+    if first.get("type") == "json_invalid":
+        return f"the request body is not valid JSON: {message}", None
+    if param is None and first.get("type") == "missing":
+        return "the request needs a JSON body", None
+    if param is None and first.get("type") in {"model_attributes_type", "dict_type"}:
+        return "the request body must be a JSON object", None
+    return f"{param or 'body'}: {message}", param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error, including FastAPI's own, answer in OpenAI's shape."""
+
+    @app.exception_handler(OpenAIError)
+    async def _openai(_: Request, exc: OpenAIError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.param, exc.code, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc)
+        return error_response(400, message, param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(json.JSONDecodeError)
+    async def _json(_: Request, exc: json.JSONDecodeError) -> JSONResponse:
+        return error_response(400, f"the request body is not valid JSON: {exc}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, f"internal error: {type(exc).__name__}")
