@@ -71,7 +71,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     first = exc.errors()[0]
     loc = tuple(first.get("loc", ()))
     param = _param_of(loc)
-    message = str(first.get("msg", "invalid request"))
+    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     if first.get("type") == "json_invalid":
         return f"the request body is not valid JSON: {message}", None
     if param is None and first.get("type") == "missing":

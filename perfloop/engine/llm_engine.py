@@ -1,0 +1,163 @@
+"""The step-level engine: requests in, one scheduler iteration per `step()`, tokens out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.profiler import record_function
+
+from perfloop.engine.config import EngineConfig
+from perfloop.engine.errors import EngineInputError
+from perfloop.engine.kv_cache import BlockManager
+from perfloop.engine.model_config import ModelConfig
+from perfloop.engine.presets import resolve_model
+from perfloop.engine.runner import ModelRunner, pick_device
+from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.scheduler import Scheduler
+from perfloop.engine.sequence import Sequence
+from perfloop.engine.stats import EngineStats
+from perfloop.engine.tokenizer import load_tokenizer
+
+
+@dataclass
+class StepOutput:
+    """What one step produced for one request."""
+
+    request_id: str
+    new_token_ids: list[int]
+    finished: bool
+    finish_reason: str | None
+
+
+class LLMEngine:
+    """Owns the model runner, the block manager and the scheduler. Not thread-safe."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        model_dir = resolve_model(config.model, device=pick_device(config.device).type)
+        self.model_config = ModelConfig.from_dir(model_dir)
+        mc = self.model_config
+        self.max_model_len = min(
+            config.max_model_len or mc.max_position_embeddings, mc.max_position_embeddings
+        )
+        self.tokenizer = load_tokenizer(model_dir, mc.vocab_size, mc.eos_ids[0] if mc.eos_ids else None)
+        self.runner = ModelRunner(config, mc, model_dir, self.max_model_len)
+        self.blocks = BlockManager(self.runner.num_blocks, config.block_size, config.enable_prefix_caching)
+        self.scheduler = Scheduler(config, self.blocks)
+        self.seqs: dict[str, Sequence] = {}
+        self._eos = set(mc.eos_ids)
+        self._prompt_tokens = self._generation_tokens = self._steps = self._peak_running = 0
+
+    def add_request(self, request_id: str, prompt: str | list[int], params: SamplingParams) -> list[int]:
+        """Queue a request; returns its prompt token ids. Bad input raises EngineInputError."""
+        params.validate()
+        if request_id in self.seqs:
+            raise EngineInputError(f"request id {request_id!r} is already in use", "request_id")
+        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        self._check_prompt(ids, params)
+        seq = Sequence(request_id, ids, params)
+        if params.seed is not None:
+            seq.generator = torch.Generator(device=self.runner.device).manual_seed(params.seed)
+        self.seqs[request_id] = seq
+        self.scheduler.add(seq)
+        self._prompt_tokens += len(ids)
+        return ids
+
+    def _check_prompt(self, ids: list[int], params: SamplingParams) -> None:
+        vocab = self.model_config.vocab_size
+        if not ids:
+            raise EngineInputError("prompt is empty", "prompt")
+        bad = next((t for t in ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise EngineInputError(f"prompt token id {bad} is outside the vocabulary [0, {vocab})", "prompt")
+        if len(ids) >= self.max_model_len:
+            raise EngineInputError(
+                f"prompt has {len(ids)} tokens; the context limit is {self.max_model_len} "
+                "(prompt plus at least one generated token)",
+                "prompt",
+            )
+        if len(ids) > self.config.max_num_batched_tokens and not self.config.enable_chunked_prefill:
+            raise EngineInputError(
+                f"prompt has {len(ids)} tokens, more than max_num_batched_tokens="
+                f"{self.config.max_num_batched_tokens} with chunked prefill off",
+                "prompt",
+            )
+        total = min(len(ids) + params.max_tokens, self.max_model_len)
+        if self.blocks.blocks_needed(total) > self.blocks.num_blocks:
+            field = (
+                "prompt" if self.blocks.blocks_needed(len(ids) + 1) > self.blocks.num_blocks else "max_tokens"
+            )
+            raise EngineInputError(
+                f"request needs {total} tokens of KV cache; the pool holds only "
+                f"{self.blocks.num_blocks * self.blocks.block_size}",
+                field,
+            )
+
+    def step(self) -> list[StepOutput]:
+        """Run one scheduler iteration and return the new tokens and finished requests."""
+        batch = self.scheduler.schedule()
+        if not batch.seqs:
+            return []
+        self._steps += 1
+        self._peak_running = max(self._peak_running, len(self.scheduler.running))
+        with record_function(f"perfloop.step.{batch.stage} bs={len(batch.seqs)} tokens={batch.num_tokens}"):
+            sampled = self.runner.execute(batch)
+        outputs = []
+        for seq, n, token in zip(batch.seqs, batch.num_new_tokens, sampled, strict=True):
+            seq.num_computed += n
+            self.blocks.commit_full_blocks(seq)
+            if token is None:
+                continue
+            seq.token_ids.append(token)
+            self._generation_tokens += 1
+            reason = self._finish_reason(seq, token)
+            if reason:
+                self._retire(seq, reason)
+            outputs.append(StepOutput(seq.request_id, [token], reason is not None, reason))
+        return outputs
+
+    def _finish_reason(self, seq: Sequence, token: int) -> str | None:
+        p = seq.params
+        if token in p.stop_token_ids or (not p.ignore_eos and token in self._eos):
+            return "stop"
+        if len(seq.output_ids) >= p.max_tokens or seq.num_tokens >= self.max_model_len:
+            return "length"
+        return None
+
+    def _retire(self, seq: Sequence, reason: str) -> None:
+        self.scheduler.finish(seq, reason)
+        del self.seqs[seq.request_id]
+
+    def abort(self, request_id: str) -> bool:
+        """Stop a request now and free its KV blocks; False if it is unknown or already done."""
+        seq = self.seqs.get(request_id)
+        if seq is None:
+            return False
+        self._retire(seq, "abort")
+        return True
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_work()
+
+    def stats(self) -> EngineStats:
+        c = self.scheduler.counters
+        used = self.blocks.num_blocks - self.blocks.num_free
+        return EngineStats(
+            num_running=len(self.scheduler.running),
+            num_waiting=len(self.scheduler.waiting),
+            kv_blocks_total=self.blocks.num_blocks,
+            kv_blocks_used=used,
+            kv_usage=used / self.blocks.num_blocks,
+            prefix_cache_queries=c.prefix_cache_queries,
+            prefix_cache_hits=c.prefix_cache_hits,
+            prefix_cache_hit_rate=c.prefix_cache_hits / c.prefix_cache_queries
+            if c.prefix_cache_queries
+            else 0.0,
+            num_preemptions=c.num_preemptions,
+            num_prefill_chunks=c.num_prefill_chunks,
+            prompt_tokens=self._prompt_tokens,
+            generation_tokens=self._generation_tokens,
+            num_steps=self._steps,
+            peak_running=self._peak_running,
+        )

@@ -1,0 +1,197 @@
+"""Model runner: turns a scheduled batch into step tensors, runs the model and samples.
+
+It owns the weights, the KV cache tensor [2, layers, blocks, block_size, kv_heads, head_dim]
+and the attention backend. On CUDA it sizes the KV pool from free memory after a warm-up
+that measures peak activation memory, and replays decode steps from CUDA graphs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from perfloop.engine.attention import get_backend
+from perfloop.engine.attention.metadata import AttentionMetadata
+from perfloop.engine.config import EngineConfig
+from perfloop.engine.loader import load_weights
+from perfloop.engine.model_config import ModelConfig
+from perfloop.engine.models.decoder import DecoderLM
+from perfloop.engine.sampler import sample
+from perfloop.engine.scheduler import ScheduledBatch
+
+log = logging.getLogger("perfloop.engine")
+CPU_KV_BUDGET_BYTES = 256 << 20
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+class ModelRunner:
+    """Executes steps of the scheduler on one device."""
+
+    def __init__(
+        self, config: EngineConfig, model_cfg: ModelConfig, model_dir: Path, max_model_len: int
+    ) -> None:
+        self.config = config
+        self.model_cfg = model_cfg
+        self.device = pick_device(config.device)
+        self.dtype = pick_dtype(config.dtype, self.device)
+        self.block_size = config.block_size
+        self.max_blocks_per_seq = -(-max_model_len // self.block_size)
+        torch.manual_seed(config.seed)
+        default_dtype = torch.get_default_dtype()
+        torch.set_default_dtype(self.dtype)  # build parameters in their final dtype; rope tables stay fp32
+        try:
+            with torch.device(self.device):
+                self.model = DecoderLM(model_cfg, max_model_len).eval()
+        finally:
+            torch.set_default_dtype(default_dtype)
+        load_weights(self.model, model_dir)
+        self.backend = get_backend(config.attention_backend, self.device)
+        self.default_generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.num_blocks = config.num_kv_blocks or self._auto_num_blocks(max_model_len)
+        self.kv_cache = self._alloc_kv(self.num_blocks)
+        log.info(
+            "engine: %s on %s (%s), attention=%s, KV blocks=%d x %d tokens (max %d concurrent tokens)",
+            model_cfg.architecture, self.device, self.dtype, self.backend.name,
+            self.num_blocks, self.block_size, self.num_blocks * self.block_size,
+        )  # fmt: skip
+
+    def block_bytes(self) -> int:
+        c = self.model_cfg
+        elem = torch.empty((), dtype=self.dtype).element_size()
+        return 2 * c.num_hidden_layers * self.block_size * c.num_key_value_heads * c.head_dim * elem
+
+    def _alloc_kv(self, num_blocks: int) -> torch.Tensor:
+        c = self.model_cfg
+        shape = (2, c.num_hidden_layers, num_blocks, self.block_size, c.num_key_value_heads, c.head_dim)
+        # Zeroed: the reference backend reads padded slots under a mask, and 0 * NaN would leak.
+        return torch.zeros(shape, dtype=self.dtype, device=self.device)
+
+    def _auto_num_blocks(self, max_model_len: int) -> int:
+        if self.device.type != "cuda":
+            cap = self.config.max_num_seqs * self.max_blocks_per_seq
+            return max(1, min(CPU_KV_BUDGET_BYTES // self.block_bytes(), cap))
+        return self._cuda_num_blocks()
+
+    def _cuda_num_blocks(self) -> int:
+        """KV blocks that fit in gpu_memory_utilization of the device after a peak-measuring warm-up."""
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        tokens = min(self.config.max_num_batched_tokens, self.max_blocks_per_seq * self.block_size)
+        self.kv_cache = self._alloc_kv(-(-tokens // self.block_size) + 1)
+        self._warmup(tokens)
+        del self.kv_cache
+        free, total = torch.cuda.mem_get_info()
+        used = total - free
+        peak, current = torch.cuda.max_memory_allocated(), torch.cuda.memory_allocated()
+        budget = total * self.config.gpu_memory_utilization - used - peak + current
+        num_blocks = int(budget // self.block_bytes())
+        if num_blocks < 1:
+            raise RuntimeError(
+                "no GPU memory left for the KV cache; lower the token budget or raise utilization"
+            )
+        log.info(
+            "memory: weights %.2f GiB, activation peak %.2f GiB, KV %.2f GiB = %d blocks",
+            current / 2**30, (peak - current) / 2**30, num_blocks * self.block_bytes() / 2**30, num_blocks,
+        )  # fmt: skip
+        return num_blocks
+
+    @torch.inference_mode()
+    def _warmup(self, tokens: int) -> None:
+        nblocks = -(-tokens // self.block_size)
+        meta = AttentionMetadata(
+            slot_mapping=torch.arange(tokens, device=self.device),
+            query_start_loc=torch.tensor([0, tokens], dtype=torch.int32, device=self.device),
+            seq_lens=torch.tensor([tokens], dtype=torch.int32, device=self.device),
+            block_tables=torch.arange(nblocks, dtype=torch.int32, device=self.device)[None],
+            query_lens_cpu=[tokens],
+            seq_lens_cpu=[tokens],
+            max_query_len=tokens,
+            max_seq_len=tokens,
+            block_size=self.block_size,
+        )
+        ids = torch.zeros(tokens, dtype=torch.long, device=self.device)
+        hidden = self.model(ids, torch.arange(tokens, device=self.device), self.kv_cache, meta, self.backend)
+        self.model.compute_logits(hidden[-1:])
+        torch.cuda.synchronize()
+
+    def prepare(
+        self, batch: ScheduledBatch
+    ) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, list[int]]:
+        """Flattened input ids, positions, attention metadata and the rows whose logits are sampled."""
+        ids, pos, slots, qlens, slens, rows = [], [], [], [], [], []
+        tables = np.zeros((len(batch.seqs), max(len(s.block_table) for s in batch.seqs)), dtype=np.int32)
+        offset = 0
+        for i, (seq, n) in enumerate(zip(batch.seqs, batch.num_new_tokens, strict=True)):
+            start, end = seq.num_computed, seq.num_computed + n
+            p = np.arange(start, end)
+            table = np.asarray(seq.block_table, dtype=np.int64)
+            tables[i, : len(table)] = table
+            ids.append(seq.token_ids[start:end])
+            pos.append(p)
+            slots.append(table[p // self.block_size] * self.block_size + p % self.block_size)
+            qlens.append(n)
+            slens.append(end)
+            offset += n
+            if end == seq.num_tokens:
+                rows.append(offset - 1)
+        dev = self.device
+        meta = AttentionMetadata(
+            slot_mapping=torch.from_numpy(np.concatenate(slots)).to(dev, non_blocking=True),
+            query_start_loc=torch.tensor(np.cumsum([0, *qlens]), dtype=torch.int32).to(
+                dev, non_blocking=True
+            ),
+            seq_lens=torch.tensor(slens, dtype=torch.int32).to(dev, non_blocking=True),
+            block_tables=torch.from_numpy(tables).to(dev, non_blocking=True),
+            query_lens_cpu=qlens,
+            seq_lens_cpu=slens,
+            max_query_len=max(qlens),
+            max_seq_len=max(slens),
+            block_size=self.block_size,
+        )
+        input_ids = torch.tensor([t for chunk in ids for t in chunk], dtype=torch.long).to(
+            dev, non_blocking=True
+        )
+        positions = torch.from_numpy(np.concatenate(pos)).to(dev, non_blocking=True)
+        return input_ids, positions, meta, rows
+
+    @torch.inference_mode()
+    def execute(self, batch: ScheduledBatch) -> list[int | None]:
+        """Run one step; the sampled token of each sequence that finished its prompt chunk, else None."""
+        input_ids, positions, meta, rows = self.prepare(batch)
+        hidden = self.model(input_ids, positions, self.kv_cache, meta, self.backend)
+        sampled = [i for i, (s, n) in enumerate(zip(batch.seqs, batch.num_new_tokens, strict=True))
+                   if s.num_computed + n == s.num_tokens]  # fmt: skip
+        if not sampled:
+            return [None] * len(batch.seqs)
+        with torch.profiler.record_function("perfloop.logits"):
+            logits = self.model.compute_logits(hidden[rows]).float()
+        with torch.profiler.record_function("perfloop.sample"):
+            seqs = [batch.seqs[i] for i in sampled]
+            tokens = sample(
+                logits, [s.params for s in seqs], [s.generator for s in seqs], self.default_generator
+            )
+        out: list[int | None] = [None] * len(batch.seqs)
+        for i, t in zip(sampled, tokens, strict=True):
+            out[i] = t
+        return out
+
+    def logits_for(self, batch: ScheduledBatch) -> torch.Tensor:
+        """Logits of the sampled rows without sampling (for correctness checks)."""
+        with torch.inference_mode():
+            input_ids, positions, meta, rows = self.prepare(batch)
+            hidden = self.model(input_ids, positions, self.kv_cache, meta, self.backend)
+            return self.model.compute_logits(hidden[rows]).float()
