@@ -170,7 +170,7 @@ def _random_tensor(name: str, shape: tuple[int, ...], std: float, seed: int, dev
 def materialize(
     name: str, out: Path, seed: int = 0, device: str = "cpu", max_shard_bytes: int = 2 << 30
 ) -> Path:
-    """Write preset `name` as a HF model directory (config.json + safetensors, sharded past max_shard_bytes)."""
+    """Write preset `name` as a HF model dir (config.json + safetensors, sharded past max_shard_bytes)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
     cfg = PRESETS[name]
