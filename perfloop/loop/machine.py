@@ -1,0 +1,531 @@
+"""The resumable state machine of one run.
+
+Every transition appends one event carrying the whole `LoopState` and the hashes of the
+files the finished state wrote; the state to run next is the last event's. A crash or kill
+at any point loses only the unrecorded work of the state in progress, which `resume` redoes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import git
+
+import perfloop
+from perfloop.ledger.records import (
+    BenchRecord,
+    CorrectnessReport,
+    FreezeRecord,
+    GapRecord,
+    LoopState,
+    Manifest,
+    PatchRecord,
+    ProfileRecord,
+    ReviewRecord,
+    RoundSummary,
+    ValidationRecord,
+)
+from perfloop.ledger.store import MANIFEST, Ledger, sha256_file
+from perfloop.loop import states as S
+from perfloop.loop import worktrees as wt
+from perfloop.loop.freeze import freeze_record
+from perfloop.loop.gap import decide_gap
+from perfloop.loop.launch import target_launch
+from perfloop.loop.measure import Backend, Side
+from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
+from perfloop.loop.reviewer import ReviewInput, review
+from perfloop.loop.spec import GoalSpec
+from perfloop.loop.summary import render_summary
+
+STOP_REQUEST = "STOP"
+LOCK = ".lock"
+HOLD_ENV = "PERFLOOP_HOLD_AT"  # "STATE[:seconds]": pause on entering STATE (crash tests kill it there)
+
+Notify = Callable[[str], None]
+
+
+class LoopError(RuntimeError):
+    """The loop cannot continue as asked (wrong state, run already active)."""
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id."""
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 10000:04d}"
+
+
+class Run:
+    """One run folder: its ledger, spec, target repo and current state."""
+
+    def __init__(self, root: Path, backend: Backend, patcher: Patcher, notify: Notify | None = None) -> None:
+        self.root = Path(root)
+        self.ledger = Ledger(self.root)
+        self.ledger.repair_tail()
+        self.manifest = Manifest.model_validate_json((self.root / MANIFEST).read_text())
+        self.spec = GoalSpec.model_validate(self.manifest.spec)
+        self.repo = git.Repo(self.manifest.target_repo)
+        self.backend = backend
+        self.patcher = patcher
+        self.notify = notify or (lambda _msg: None)
+        self.state = self._last_state()
+
+    # ---------- creation and persistence ----------
+
+    @classmethod
+    def create(cls, spec: GoalSpec, backend: Backend, patcher: Patcher, notify: Notify | None = None) -> Run:
+        """INIT: refuse a dirty target, create the loop branch, write the manifest, go to FREEZE."""
+        repo = wt.open_repo(spec.target.repo)
+        run_id = spec.run_id or new_run_id()
+        spec = spec.model_copy(
+            update={
+                "run_id": run_id,
+                "target": spec.target.model_copy(update={"repo": Path(repo.working_dir).resolve()}),
+            }
+        )
+        root = (spec.artifact_root / run_id).resolve()
+        if root.exists():
+            raise LoopError(f"run folder {root} exists already; resume it or pick another --run-id")
+        base = repo.head.commit.hexsha
+        branch = f"perfloop/{run_id}"
+        wt.create_branch(repo, branch, base)
+        ledger = Ledger(root)
+        manifest = Manifest(
+            run_id=run_id,
+            created=time.time(),
+            perfloop_version=perfloop.__version__ if hasattr(perfloop, "__version__") else "0",
+            spec=spec.model_dump(mode="json"),
+            environment=backend.environment(),
+            target_repo=str(Path(repo.working_dir).resolve()),
+            loop_branch=branch,
+            base_commit=base,
+        )
+        path = ledger.write_model(MANIFEST, manifest)
+        state = LoopState(state=S.FREEZE, branch_head=base, best_commit=base, started=time.time())
+        ledger.append("transition", S.FREEZE, data={"from": S.INIT, "loop": state.model_dump()}, files=[path])
+        return cls(root, backend, patcher, notify)
+
+    def _last_state(self) -> LoopState:
+        for event in reversed(self.ledger.events()):
+            if event.kind == "transition":
+                return LoopState.model_validate(event.data["loop"])
+        raise LoopError(f"{self.root}: no transition recorded; not a run folder")
+
+    def _go(self, next_state: str, files: list[Path] | None = None, **changes: object) -> None:
+        prev = self.state.state
+        if next_state not in S.NEXT.get(prev, set()) and next_state != S.ABORTED:
+            raise LoopError(f"illegal transition {prev} -> {next_state}")
+        self.state = self.state.model_copy(update={"state": next_state, **changes})
+        self.ledger.append(
+            "transition",
+            next_state,
+            round=self.state.round,
+            data={"from": prev, "loop": self.state.model_dump()},
+            files=files or [],
+        )
+        self.notify(
+            f"round {self.state.round}: {prev} -> {next_state}"
+            + (f" ({self.state.reason})" if next_state in S.TERMINAL else "")
+        )
+
+    @property
+    def round_dir(self) -> Path:
+        return self.root / "rounds" / f"{self.state.round:03d}"
+
+    def _rel(self, path: Path) -> str:
+        return self.ledger.rel(path)
+
+    # ---------- driving ----------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        fh = open(self.root / LOCK, "w")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            fh.close()
+            raise LoopError(f"run {self.manifest.run_id} is being driven by another process") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+    def drive(self) -> str:
+        """Run states until a terminal state or WAITING_FOR_PATCH; returns where it stopped."""
+        with self._locked():
+            while self.state.state not in S.TERMINAL and self.state.state != S.WAITING_FOR_PATCH:
+                if (self.root / STOP_REQUEST).exists():
+                    self._go(S.ABORTED, reason="stopped by `perfloop goal stop`")
+                    break
+                self._hold(self.state.state)
+                self.HANDLERS[self.state.state](self)
+        return self.state.state
+
+    def stop(self) -> str:
+        """Abort now when no process drives the run, else ask the driver to stop at the next transition."""
+        if self.state.state in S.TERMINAL:
+            return self.state.state
+        try:
+            with self._locked():
+                self._go(S.ABORTED, reason="stopped by `perfloop goal stop`")
+                return S.ABORTED
+        except LoopError:
+            (self.root / STOP_REQUEST).write_text("stop\n")
+            return "STOP requested"
+
+    @staticmethod
+    def _hold(state: str) -> None:
+        hold = os.environ.get(HOLD_ENV, "")
+        name, _, seconds = hold.partition(":")
+        if name == state:
+            time.sleep(float(seconds or 600))
+
+    # ---------- helpers ----------
+
+    def _target_side(self, name: str, commit: str, where: str) -> tuple[Side, Callable[[], None]]:
+        """A worktree at `commit` and its launch; the second value removes the worktree."""
+        path = self.root / "work" / where
+        if path.exists():
+            wt.drop_worktree(self.repo, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.repo.git.worktree("add", "--detach", str(path), commit)
+        side = Side(name=name, launch=target_launch(self.spec.target, path), tree=path)
+        return side, lambda: wt.drop_worktree(self.repo, path)
+
+    def _freeze(self) -> FreezeRecord:
+        return FreezeRecord.model_validate_json((self.root / "freeze" / "freeze.json").read_text())
+
+    def _read(self, rel: str, model: type) -> object:
+        return model.model_validate_json((self.round_dir / rel).read_text())
+
+    def _bench_files(self, bench: BenchRecord) -> list[Path]:
+        return [self.root / f for f in bench.result_files]
+
+    # ---------- states ----------
+
+    def _do_freeze(self) -> None:
+        out = self.root / "freeze"
+        side, done = self._target_side("base", self.manifest.base_commit, "base")
+        files: list[Path] = []
+        reference_sha = None
+        try:
+            if self.spec.target.reference_command:
+                ref = out / "reference.json"
+                out.mkdir(parents=True, exist_ok=True)
+                self._shell(self.spec.target.reference_command, side.tree, out / "reference.log")
+                reference_sha = sha256_file(ref)
+                files += [ref, out / "reference.log"]
+            self.notify("FREEZE: A/A run of the base to set the noise band")
+            aa = self.backend.ab(side, side, self.spec, self.spec.measure.aa_trials, "aa", out / "aa")
+        finally:
+            done()
+        record = freeze_record(self.spec, self.manifest.base_commit, aa, reference_sha)
+        files += [self.ledger.write_model("freeze/aa.json", aa), *self._bench_files(aa)]
+        files.append(self.ledger.write_model("freeze/freeze.json", record))
+        self.notify(f"FREEZE: noise band ±{record.noise_band:.2%}")
+        self._go(S.BENCH, files, round=1)
+
+    def _do_bench(self) -> None:
+        st = self.state
+        if st.round > self.spec.budgets.max_rounds:
+            self._go(S.BUDGET_LIMITED, reason=f"max_rounds {self.spec.budgets.max_rounds} reached")
+            return
+        if time.time() - st.started > self.spec.budgets.max_wall_s:
+            self._go(S.BUDGET_LIMITED, reason=f"max_wall_s {self.spec.budgets.max_wall_s:.0f} reached")
+            return
+        target, done = self._target_side("target", st.best_commit, "best")
+        files: list[Path] = []
+        try:
+            for i, peer in enumerate(self._peers()):
+                record = self.backend.ab(
+                    peer,
+                    target,
+                    self.spec,
+                    self.spec.measure.trials,
+                    f"vs-{peer.name}",
+                    self.round_dir / f"bench-{i}",
+                )
+                files += [self.ledger.write_model(f"rounds/{st.round:03d}/bench-{i}.json", record)]
+                files += self._bench_files(record)
+        finally:
+            done()
+        self._go(S.GAP, files)
+
+    def _peers(self) -> list[Side]:
+        if self.spec.peers:
+            return [Side(name=p.name, launch=p.launch) for p in self.spec.peers]
+        base = target_launch_at(self, self.manifest.base_commit)
+        return [Side(name="base", launch=base)]
+
+    def _do_gap(self) -> None:
+        benches = sorted(self.round_dir.glob("bench-*.json"))
+        gaps = [decide_gap(self.spec, BenchRecord.model_validate_json(p.read_text())) for p in benches]
+        # The best peer is the one the target compares worst against.
+        gap = min(gaps, key=lambda g: g.median_ratio)
+        path = self.ledger.write_model(f"rounds/{self.state.round:03d}/gap.json", gap)
+        self.notify(
+            f"GAP: target/{gap.peer} {gap.metric} x{gap.median_ratio:.3f} "
+            f"[{gap.ci_low:.3f}, {gap.ci_high:.3f}] -> {gap.position}"
+        )
+        if gap.objective_met:
+            self._go(S.COMPLETE, [path], reason=f"objective met: {gap.reason}")
+        else:
+            self._go(S.PROFILE, [path])
+
+    def _do_profile(self) -> None:
+        st = self.state
+        side, done = self._target_side("target", st.best_commit, "profile")
+        try:
+            record = self.backend.profile(side, self.spec, self.round_dir / "profile")
+        finally:
+            done()
+        files = [self.ledger.write_model(f"rounds/{st.round:03d}/profile.json", record)]
+        files += [self.root / f for f in [record.trace] if (self.root / f).exists()]
+        files += sorted((self.round_dir / "profile").glob("*.md"))
+        if st.research_next and self.spec.peers:
+            # Research round: the peer's own tables, to compare what it does differently.
+            peer = self.spec.peers[0]
+            peer_record = self.backend.profile(
+                Side(name=peer.name, launch=peer.launch), self.spec, self.round_dir / "peer-profile"
+            )
+            files.append(self.ledger.write_model(f"rounds/{st.round:03d}/peer-profile.json", peer_record))
+        self._go(S.PATCH, files)
+
+    def evidence(self) -> Evidence:
+        """The round's evidence for the patcher."""
+        st = self.state
+        return Evidence(
+            spec=self.spec,
+            run_id=self.manifest.run_id,
+            round=st.round,
+            gap=GapRecord.model_validate_json((self.round_dir / "gap.json").read_text()),
+            profile=ProfileRecord.model_validate_json((self.round_dir / "profile.json").read_text()),
+            freeze=self._freeze(),
+            parent_commit=st.best_commit,
+            repo=self.repo,
+            round_dir=self.round_dir,
+            scratch=self.root / "work",
+            research=st.research_next,
+            tried_rules=list(st.tried_rules),
+        )
+
+    def _do_patch(self) -> None:
+        proposal = self.patcher.propose(self.evidence())
+        rel = f"rounds/{self.state.round:03d}"
+        if proposal.waiting:
+            prompt = self.round_dir / "prompt.md"
+            self._go(S.WAITING_FOR_PATCH, [prompt], reason=proposal.reason)
+            return
+        if proposal.commit is None:
+            record = PatchRecord(patcher=self.patcher.name, proposed=False, reason=proposal.reason)
+            path = self.ledger.write_model(f"{rel}/patch.json", record)
+            self._go(S.NO_GO, [path], reason=f"no proposal: {proposal.reason}")
+            return
+        self._record_candidate(proposal, self.patcher.name)
+
+    def submit(self, commit: str | None, rationale: str, cites: list[str]) -> None:
+        """`goal submit`: take an external agent's commit and continue at VALIDATE."""
+        if self.state.state != S.WAITING_FOR_PATCH:
+            raise LoopError(f"run is in {self.state.state}, not WAITING_FOR_PATCH; nothing to submit")
+        with self._locked():
+            agent_tree = self.root / "work" / f"agent-{self.state.round:03d}"
+            rev = commit or (git.Repo(agent_tree).head.commit.hexsha if agent_tree.exists() else None)
+            if rev is None:
+                raise LoopError("--commit: give the candidate SHA (no agent worktree to take it from)")
+            sha = wt.resolve_commit(self.repo, rev)
+            message = self.repo.commit(sha).message
+            cited = cites or re.findall(r"[\w-]+/[\w-]+#\d+", _trailer(message, "Cites"))
+            proposal = Proposal(
+                commit=sha,
+                reason="external agent commit",
+                rationale=rationale or message.strip(),
+                cited_rows=cited,
+            )
+            self._record_candidate(proposal, "external")
+            if agent_tree.exists():
+                wt.drop_worktree(self.repo, agent_tree)
+
+    def _record_candidate(self, proposal: Proposal, patcher: str) -> None:
+        st = self.state
+        rel = f"rounds/{st.round:03d}"
+        sha = proposal.commit or ""
+        parent = self.repo.commit(sha).parents[0].hexsha if self.repo.commit(sha).parents else st.best_commit
+        diff = self.ledger.write_text(f"{rel}/candidate.diff", wt.diff_text(self.repo, st.best_commit, sha))
+        record = PatchRecord(
+            patcher=patcher,
+            proposed=True,
+            reason=proposal.reason,
+            commit=sha,
+            parent=parent,
+            rule=proposal.rule,
+            rationale=proposal.rationale,
+            cited_rows=proposal.cited_rows,
+            files_changed=wt.changed_files(self.repo, st.best_commit, sha),
+            diff_file=self._rel(diff),
+        )
+        path = self.ledger.write_model(f"{rel}/patch.json", record)
+        self.notify(f"PATCH: candidate {sha[:12]} ({proposal.rule or patcher}): {proposal.rationale[:100]}")
+        tried = [*st.tried_rules, proposal.rule] if proposal.rule else list(st.tried_rules)
+        self._go(S.VALIDATE, [path, diff], pending_commit=sha, tried_rules=tried)
+
+    def _do_validate(self) -> None:
+        st = self.state
+        rel = f"rounds/{st.round:03d}"
+        side, done = self._target_side("candidate", st.pending_commit or "", "candidate")
+        log = self.round_dir / "validation.log"
+        command = self.spec.target.correctness
+        try:
+            code, out = self._shell(command, side.tree, log)
+        finally:
+            done()
+        report = _last_json(out)
+        record = ValidationRecord(
+            command=command,
+            returncode=code,
+            passed=code == 0 and (report.passed if report else True),
+            checks=report.checks if report else {},
+            log_file=self._rel(log),
+        )
+        self.notify(f"VALIDATE: {'passed' if record.passed else 'FAILED'} {record.checks}")
+        self._go(S.REVALIDATE, [self.ledger.write_model(f"{rel}/validation.json", record), log])
+
+    def _shell(self, command: str, tree: Path | None, log: Path) -> tuple[int, str]:
+        ref = self.root / "freeze" / "reference.json"
+        cmd = command.replace("{reference}", shlex.quote(str(ref))).replace("{worktree}", str(tree))
+        proc = subprocess.run(cmd, shell=True, cwd=tree, capture_output=True, text=True, timeout=1800)
+        text = f"$ {cmd}\n[exit {proc.returncode}]\n{proc.stdout}{proc.stderr}"
+        self.ledger.write_text(self._rel(log), text)
+        return proc.returncode, proc.stdout
+
+    def _do_revalidate(self) -> None:
+        st = self.state
+        validation = self._read("validation.json", ValidationRecord)
+        if not validation.passed:
+            self.notify("REVALIDATE: skipped, correctness failed")
+            self._go(S.REVIEW)
+            return
+        base, done_a = self._target_side("best", st.best_commit, "best")
+        cand, done_b = self._target_side("candidate", st.pending_commit or "", "candidate")
+        try:
+            record = self.backend.ab(
+                base, cand, self.spec, self.spec.measure.trials, "revalidate", self.round_dir / "revalidate"
+            )
+        finally:
+            done_a()
+            done_b()
+        path = self.ledger.write_model(f"rounds/{st.round:03d}/revalidate.json", record)
+        cmp = record.metrics[self.spec.metric]
+        self.notify(
+            f"REVALIDATE: candidate/best {self.spec.metric} x{cmp.median_ratio:.3f} "
+            f"[{cmp.ci_low:.3f}, {cmp.ci_high:.3f}]"
+        )
+        self._go(S.REVIEW, [path, *self._bench_files(record)])
+
+    def _do_review(self) -> None:
+        st = self.state
+        freeze = self._freeze()
+        reval = self.round_dir / "revalidate.json"
+        inp = ReviewInput(
+            spec=self.spec,
+            freeze=freeze,
+            current=freeze_record(self.spec, self.manifest.base_commit, None, None),
+            patch=self._read("patch.json", PatchRecord),
+            validation=self._read("validation.json", ValidationRecord),
+            revalidate=BenchRecord.model_validate_json(reval.read_text()) if reval.exists() else None,
+            profile=self._read("profile.json", ProfileRecord),
+            base_is_ancestor=wt.is_ancestor(self.repo, self.manifest.base_commit, st.pending_commit or ""),
+            round_dir=self.round_dir,
+        )
+        record = review(inp)
+        path = self.ledger.write_model(f"rounds/{st.round:03d}/review.json", record)
+        self.notify(
+            f"REVIEW: {record.verdict}"
+            + (f", rejected by {record.rejected_by}" if record.rejected_by else "")
+        )
+        self._go(S.RECORD, [path])
+
+    def _do_record(self) -> None:
+        st = self.state
+        rec: ReviewRecord = self._read("review.json", ReviewRecord)
+        patch: PatchRecord = self._read("patch.json", PatchRecord)
+        gap: GapRecord = self._read("gap.json", GapRecord)
+        if rec.accepted:
+            wt.move_branch(self.repo, self.manifest.loop_branch, st.pending_commit or "")
+            best, nonadv = st.pending_commit or st.best_commit, 0
+        else:
+            best, nonadv = st.best_commit, st.nonadvancing + 1
+        summary = RoundSummary(
+            round=st.round,
+            gap=gap,
+            patch=patch,
+            verdict=rec.verdict,
+            accepted=rec.accepted,
+            rejected_by=rec.rejected_by,
+            branch_head=best,
+            research=st.research_next,
+            outcome="accepted: loop branch advanced" if rec.accepted else "rejected: kept in the ledger only",
+        )
+        rel = f"rounds/{st.round:03d}"
+        files = [self.ledger.write_model(f"{rel}/summary.json", summary)]
+        files.append(self.ledger.write_text(f"{rel}/summary.md", render_summary(summary, rec)))
+        if nonadv >= self.spec.stop.stall_after:
+            self._go(
+                S.STALLED,
+                files,
+                best_commit=best,
+                branch_head=best,
+                nonadvancing=nonadv,
+                pending_commit=None,
+                reason=f"{nonadv} non-advancing rounds in a row",
+            )
+            return
+        self._go(
+            S.BENCH,
+            files,
+            round=st.round + 1,
+            best_commit=best,
+            branch_head=best,
+            nonadvancing=nonadv,
+            pending_commit=None,
+            research_next=nonadv >= self.spec.stop.research_after,
+        )
+
+    HANDLERS: dict[str, Callable[[Run], None]] = {
+        S.FREEZE: _do_freeze,
+        S.BENCH: _do_bench,
+        S.GAP: _do_gap,
+        S.PROFILE: _do_profile,
+        S.PATCH: _do_patch,
+        S.VALIDATE: _do_validate,
+        S.REVALIDATE: _do_revalidate,
+        S.REVIEW: _do_review,
+        S.RECORD: _do_record,
+    }
+
+
+def target_launch_at(run: Run, commit: str) -> str:
+    """The launch spec of the target at a commit, read without a worktree (for the base as peer)."""
+    side, done = run._target_side("base", commit, "base-peer")
+    done()
+    return side.launch
+
+
+def _trailer(message: str, key: str) -> str:
+    return " ".join(line.split(":", 1)[1] for line in message.splitlines() if line.startswith(f"{key}:"))
+
+
+def _last_json(stdout: str) -> CorrectnessReport | None:
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return CorrectnessReport.model_validate_json(line)
+            except ValueError:
+                return None
+    return None
