@@ -24,6 +24,7 @@ class Environment(BaseModel):
     gpu_driver: str | None
     python: str
     torch: str
+    torch_threads: int
     cuda: str | None
     transformers: str | None
     perfloop: str
@@ -99,6 +100,7 @@ def collect_environment(
         gpu_driver=_gpu_driver(),
         python=platform.python_version(),
         torch=torch.__version__,
+        torch_threads=torch.get_num_threads(),
         cuda=torch.version.cuda,
         transformers=tf_version,
         perfloop=getattr(perfloop, "__version__", "0"),

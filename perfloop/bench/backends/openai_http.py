@@ -1,0 +1,156 @@
+"""OpenAI-compatible HTTP backend: streaming `/v1/completions`, timed on the client like vLLM.
+
+`st` is taken just before the POST; every SSE message carrying `choices` is a chunk
+(timestamped on arrival: the first gives TTFT, later ones ITL gaps); E2E latency is the
+last chunk minus `st`. Output tokens come from `usage.completion_tokens` (the request
+asks for `stream_options.include_usage`), else the chunk count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import httpx
+import msgspec
+
+from perfloop.bench.backends.base import OnDone, failed_record
+from perfloop.bench.metrics import RequestRecord
+from perfloop.bench.workloads import BenchRequest
+
+_decode = msgspec.json.Decoder().decode
+
+
+def served_model(base_url: str, timeout: float = 30.0) -> str:
+    """The first model id a server lists at /v1/models."""
+    resp = httpx.get(base_url.rstrip("/") + "/v1/models", timeout=timeout)
+    resp.raise_for_status()
+    data = resp.json().get("data") or []
+    if not data:
+        raise ValueError(f"{base_url}/v1/models lists no model; pass the model name explicitly")
+    return str(data[0]["id"])
+
+
+class OpenAIBackend:
+    """Streams completions from any OpenAI-compatible server."""
+
+    name = "openai"
+    endpoint_type = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model_id: str | None = None,
+        temperature: float = 0.0,
+        ignore_eos: bool = True,
+        request_timeout: float = 6 * 3600,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model_id = model_id or served_model(self.base_url)
+        self.temperature = temperature
+        self.ignore_eos = ignore_eos
+        self.request_timeout = request_timeout
+
+    def engine_flags(self) -> dict[str, object] | None:
+        """A remote server's engine flags are not visible from the client."""
+        return None
+
+    def run(
+        self,
+        requests: Sequence[BenchRequest],
+        arrivals: Sequence[float],
+        max_concurrency: int | None,
+        on_done: OnDone,
+        t0: float,
+    ) -> None:
+        """Send all requests on schedule over one connection pool."""
+        asyncio.run(self._run(requests, arrivals, max_concurrency, on_done, t0))
+
+    async def _run(
+        self,
+        requests: Sequence[BenchRequest],
+        arrivals: Sequence[float],
+        max_concurrency: int | None,
+        on_done: OnDone,
+        t0: float,
+    ) -> None:
+        limit = max_concurrency or len(requests) or 1
+        limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+        gate = asyncio.Semaphore(limit)
+        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(self.request_timeout)) as client:
+
+            async def one(req: BenchRequest, at: float) -> None:
+                delay = t0 + at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                async with gate:
+                    on_done(await self._send(client, req, t0))
+
+            await asyncio.gather(*(one(r, a) for r, a in zip(requests, arrivals, strict=True)))
+
+    def _payload(self, req: BenchRequest) -> bytes:
+        body = {
+            "model": self.model_id,
+            "prompt": req.prompt,
+            "max_tokens": req.output_len,
+            "temperature": self.temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "ignore_eos": self.ignore_eos,
+        }
+        return msgspec.json.encode(body)
+
+    async def _send(self, client: httpx.AsyncClient, req: BenchRequest, t0: float) -> RequestRecord:
+        url = self.base_url + "/v1/completions"
+        payload = self._payload(req)
+        ttft = 0.0
+        itl: list[float] = []
+        chunks = 0
+        usage_out: int | None = None
+        usage_in: int | None = None
+        st = time.perf_counter()
+        latest = st
+        try:
+            async with client.stream(
+                "POST", url, content=payload, headers={"Content-Type": "application/json"}
+            ) as resp:
+                if resp.status_code != 200:
+                    body = (await resp.aread()).decode(errors="replace")[:300]
+                    return failed_record(req, st - t0, f"HTTP {resp.status_code}: {body}")
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        continue
+                    msg = _decode(data)
+                    if msg.get("choices"):
+                        now = time.perf_counter()
+                        if chunks == 0:
+                            ttft = now - st
+                        else:
+                            itl.append(now - latest)
+                        latest = now
+                        chunks += 1
+                    elif usage := msg.get("usage"):
+                        usage_out = usage.get("completion_tokens")
+                        usage_in = usage.get("prompt_tokens")
+                    elif error := msg.get("error"):
+                        return failed_record(req, st - t0, f"stream error: {error}")
+        except (httpx.HTTPError, msgspec.DecodeError, OSError) as exc:
+            return failed_record(req, st - t0, f"{type(exc).__name__}: {exc}")
+        if chunks == 0:
+            return failed_record(req, st - t0, "no content chunks received")
+        return RequestRecord(
+            index=req.index,
+            success=True,
+            prompt_len=usage_in if req.prompt_len is None and usage_in is not None else req.prompt_len or 0,
+            requested_output_len=req.output_len,
+            output_len=usage_out if usage_out is not None else chunks,
+            output_len_source="usage" if usage_out is not None else "chunks",
+            start=st - t0,
+            ttft=ttft,
+            itl=itl,
+            latency=latest - st,
+        )

@@ -1,0 +1,140 @@
+"""Launch specs: one string names what to measure, for `run`, `ab` and `search` alike.
+
+- `http://HOST:PORT` (or https): an already running OpenAI-compatible server.
+- a shell command containing `{port}`: started by the `Launcher`, measured over HTTP,
+  stopped afterwards (e.g. `perfloop serve --model preset:tiny-qwen3 --port {port}`).
+- `engine:FLAGS`: the bundled engine in-process, FLAGS being `perfloop engine` flags
+  (e.g. `engine:--model preset:tiny-qwen3 --no-enable-prefix-caching`).
+- `hf:MODEL [--hf-mode generate_batch|generate]`: HF transformers on the same weights.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import click
+import typer
+
+from perfloop.bench.backends.base import Backend
+from perfloop.engine.cli_options import engine_flags
+from perfloop.engine.config import EngineConfig
+
+TargetKind = Literal["url", "command", "engine", "hf"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed launch spec."""
+
+    kind: TargetKind
+    spec: str
+    value: str  # URL, shell command, engine flags, or HF model
+
+
+def parse_target(spec: str) -> Target:
+    """Classify a launch spec; bad specs raise ValueError naming `launch`."""
+    text = spec.strip()
+    if not text:
+        raise ValueError("launch: empty launch spec")
+    if text.startswith(("http://", "https://")):
+        return Target("url", text, text.rstrip("/"))
+    if text.startswith("engine:"):
+        return Target("engine", text, text[len("engine:") :].strip())
+    if text.startswith("hf:"):
+        return Target("hf", text, text[len("hf:") :].strip())
+    if "{port}" not in text:
+        raise ValueError(
+            f"launch: {text!r} is not a URL, engine:FLAGS, hf:MODEL, or a command with a {{port}} placeholder"
+        )
+    return Target("command", text, text)
+
+
+def parse_engine_flags(flags: str) -> EngineConfig:
+    """`perfloop engine` flags (a string) into a validated EngineConfig."""
+
+    @engine_flags
+    def _flags(engine_config: EngineConfig) -> EngineConfig:
+        return engine_config
+
+    app = typer.Typer()
+    app.command()(_flags)
+    command = typer.main.get_command(app)
+    try:
+        return command.main(shlex.split(flags), standalone_mode=False, prog_name="engine:")
+    except click.ClickException as exc:
+        raise ValueError(f"launch: engine flags: {exc.format_message()}") from exc
+
+
+def parse_hf(value: str) -> tuple[str, str]:
+    """`MODEL [--hf-mode MODE]` into (model, mode)."""
+    words = shlex.split(value)
+    if not words:
+        raise ValueError("launch: hf: needs a model, e.g. hf:preset:tiny-qwen3")
+    mode = "generate_batch"
+    if "--hf-mode" in words:
+        at = words.index("--hf-mode")
+        if at + 1 >= len(words):
+            raise ValueError("launch: --hf-mode needs generate_batch or generate")
+        mode = words[at + 1]
+        del words[at : at + 2]
+    if len(words) != 1:
+        raise ValueError(f"launch: hf: expected one model, got {words}")
+    return words[0], mode
+
+
+def target_model(target: Target) -> str | None:
+    """The model a target serves, when the spec says (used to find the vocabulary size)."""
+    if target.kind == "engine":
+        return parse_engine_flags(target.value).model
+    if target.kind == "hf":
+        return parse_hf(target.value)[0]
+    if target.kind == "command":
+        words = shlex.split(target.value)
+        if "--model" in words and words.index("--model") + 1 < len(words):
+            return words[words.index("--model") + 1]
+    return None
+
+
+def model_vocab_size(model: str) -> int:
+    """vocab_size from the model's config.json (presets are materialised first)."""
+    import json
+
+    from perfloop.engine.presets import resolve_model
+
+    config = json.loads((Path(resolve_model(model)) / "config.json").read_text())
+    return int(config["vocab_size"])
+
+
+@contextmanager
+def open_backend(
+    target: Target,
+    temperature: float = 0.0,
+    ignore_eos: bool = True,
+    model_id: str | None = None,
+    health_timeout: float = 600.0,
+    log_path: Path | None = None,
+) -> Iterator[tuple[Backend, str | None]]:
+    """A ready backend for the target and the server command it runs (None in-process)."""
+    from perfloop.bench.backends.openai_http import OpenAIBackend
+
+    if target.kind == "url":
+        yield OpenAIBackend(target.value, model_id, temperature, ignore_eos), None
+    elif target.kind == "command":
+        from perfloop.bench.launcher import Launcher
+
+        with Launcher(target.value, health_timeout, log_path) as server:
+            yield OpenAIBackend(server.url, model_id, temperature, ignore_eos), server.command
+    elif target.kind == "engine":
+        from perfloop.bench.backends.engine import EngineBackend
+
+        yield EngineBackend(parse_engine_flags(target.value), temperature, ignore_eos), None
+    else:
+        from perfloop.bench.backends.hf import HFBackend
+
+        model, mode = parse_hf(target.value)
+        yield HFBackend(model, mode, ignore_eos), None  # type: ignore[arg-type]
