@@ -1,0 +1,199 @@
+"""Fuse-pattern table: deterministic matches of `catalog/fuse_patterns.yaml` against a stage's kernels."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from perfloop.profilers.kernel_table import MIN_SHARE_PCT, ms, pct, site_summary
+from perfloop.profilers.links import Activity
+
+FUSE_COLUMNS = (
+    "Pattern",
+    "Status",
+    "Confidence",
+    "Related GPU time",
+    "Share",
+    "Evidence kernels",
+    "Current Python location",
+    "Candidate fused path",
+    "Rationale",
+)
+CATALOG_PATH = Path(__file__).parent / "catalog" / "fuse_patterns.yaml"
+
+
+class FusedPath(BaseModel):
+    """Where a fused implementation of the pattern exists."""
+
+    model_config = ConfigDict(extra="forbid")
+    engine: Literal["perfloop", "vllm", "sglang", "trtllm", "flashinfer"]
+    path: str = Field(min_length=3)
+
+
+class Examples(BaseModel):
+    """Kernel-name sequences the pattern must and must not match (replayed by the tests)."""
+
+    model_config = ConfigDict(extra="forbid")
+    match: list[str] = Field(min_length=1)
+    no_match: list[str] = Field(min_length=1)
+
+
+class FusePattern(BaseModel):
+    """One catalog entry."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    rationale: str = Field(min_length=10)
+    split: list[list[str]] = Field(min_length=1, description="Ordered keyword groups of the unfused pieces.")
+    max_gap: int = Field(1, ge=0, description="Other kernels allowed between two consecutive pieces.")
+    exclude: list[str] = Field(default_factory=list, description="Kernels with these keywords never match.")
+    fused: list[str] = Field(default_factory=list, description="Keywords of the already-fused kernel.")
+    fused_paths: list[FusedPath] = Field(min_length=1)
+    min_share: float = Field(0.25, ge=0, description="Below this share (%) a split match is not reported.")
+    likely_share: float = Field(3.0, ge=0, description="At or above this share (%) a split match is confirmed.")
+    examples: Examples
+
+    @field_validator("split", "fused", "exclude")
+    @classmethod
+    def _lowercase(cls, v: list) -> list:
+        if v and isinstance(v[0], list):
+            if any(not group for group in v):
+                raise ValueError("every split group needs at least one keyword")
+            return [[k.lower() for k in group] for group in v]
+        return [k.lower() for k in v]
+
+
+class FuseCatalog(BaseModel):
+    """The whole catalog file."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int
+    patterns: list[FusePattern] = Field(min_length=15)
+
+    @field_validator("patterns")
+    @classmethod
+    def _unique(cls, v: list[FusePattern]) -> list[FusePattern]:
+        names = [p.name for p in v]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"duplicate pattern names: {sorted(dupes)}")
+        return v
+
+
+@lru_cache(maxsize=4)
+def load_catalog(path: Path = CATALOG_PATH) -> FuseCatalog:
+    """Load and validate the fuse catalog."""
+    return FuseCatalog.model_validate(yaml.safe_load(Path(path).read_text()))
+
+
+def _hits(name: str, keywords: list[str]) -> bool:
+    low = name.lower()
+    return any(k in low for k in keywords)
+
+
+def split_runs(pattern: FusePattern, acts: list[Activity], taken: set[int] | None = None) -> list[list[int]]:
+    """Index runs (into acts) where the pattern's unfused pieces occur in order on one stream."""
+    taken = taken if taken is not None else set()
+    streams: dict[str, list[int]] = defaultdict(list)
+    for i, a in enumerate(acts):
+        if not _hits(a.name, pattern.exclude):
+            streams[a.stream].append(i)
+        else:
+            streams[a.stream].append(-1 - i)  # a barrier: excluded kernels still count as gap
+    runs: list[list[int]] = []
+    for seq in streams.values():
+        pos = 0
+        while pos < len(seq):
+            run, end = _match_at(pattern, acts, seq, pos, taken)
+            if run:
+                runs.append(run)
+                taken.update(run)
+                pos = end
+            else:
+                pos += 1
+    return runs
+
+
+def _match_at(
+    pattern: FusePattern, acts: list[Activity], seq: list[int], pos: int, taken: set[int]
+) -> tuple[list[int], int]:
+    """The run starting exactly at seq[pos] and the position after it, or ([], pos)."""
+    start = pos
+    run: list[int] = []
+    for g, group in enumerate(pattern.split):
+        limit = 0 if g == 0 else pattern.max_gap
+        found = None
+        for j in range(pos, min(pos + limit + 1, len(seq))):
+            i = seq[j]
+            if i >= 0 and i not in taken and _hits(acts[i].name, group):
+                found = j
+                break
+        if found is None:
+            return [], start
+        run.append(seq[found])
+        pos = found + 1
+    return run, pos
+
+
+def fuse_table(acts: list[Activity], catalog: FuseCatalog | None = None, show_all: bool = False) -> list[dict]:
+    """One row per (pattern, status) found; time no pattern claims forms the closing row."""
+    catalog = catalog or load_catalog()
+    total = sum(a.dur for a in acts)
+    taken: set[int] = set()
+    rows: list[dict] = []
+    for p in catalog.patterns:
+        split = [i for run in split_runs(p, acts, taken) for i in run]
+        fused = [i for i, a in enumerate(acts) if i not in taken and p.fused and _hits(a.name, p.fused)]
+        taken.update(fused)
+        for status, idx in (("fused", fused), ("split", split)):
+            if idx:
+                rows.append(_row(p, status, [acts[i] for i in idx], total))
+    shown = [r for r in rows if show_all or (r["Share"] >= MIN_SHARE_PCT and r["Confidence"] != "below threshold")]
+    rest = total - sum(r["_ns"] for r in shown)
+    out = [{k: v for k, v in r.items() if k != "_ns"} for r in shown]
+    out.append(
+        {
+            "Pattern": "(no catalog pattern, or under 1%)",
+            "Status": "",
+            "Confidence": "",
+            "Related GPU time": ms(rest),
+            "Share": pct(rest, total),
+            "Evidence kernels": "",
+            "Current Python location": "",
+            "Candidate fused path": "",
+            "Rationale": "No source-backed fusion in the catalog matched this time.",
+        }
+    )
+    return out
+
+
+def _row(p: FusePattern, status: str, matched: list[Activity], total: int) -> dict:
+    t = sum(a.dur for a in matched)
+    share = pct(t, total)
+    if status == "fused" or share >= p.likely_share:
+        confidence = "confirmed"
+    elif share >= p.min_share:
+        confidence = "candidate"
+    else:
+        confidence = "below threshold"
+    by_name: dict[str, int] = defaultdict(int)
+    for a in matched:
+        by_name[a.name] += a.dur
+    evidence = sorted(by_name, key=lambda n: -by_name[n])[:4]
+    return {
+        "Pattern": p.name,
+        "Status": status,
+        "Confidence": confidence,
+        "Related GPU time": ms(t),
+        "Share": share,
+        "Evidence kernels": "; ".join(evidence),
+        "Current Python location": site_summary(matched, 2),
+        "Candidate fused path": "; ".join(f"{fp.engine}: {fp.path}" for fp in p.fused_paths),
+        "Rationale": p.rationale,
+        "_ns": t,
+    }
