@@ -1,0 +1,113 @@
+"""Shared fixtures for the Triton attention tests: device choice, interpreter mode, random paged steps.
+
+Without CUDA the kernels run on Triton's CPU interpreter; TRITON_INTERPRET must be set before the
+kernels are decorated, so it is set here, at collection time, before any test module imports them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+
+import pytest
+import torch
+
+from perfloop.engine.attention.metadata import AttentionMetadata
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@dataclass
+class PagedStep:
+    """One attention call's inputs: flattened q/k/v of the new tokens, a filled paged cache, metadata."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    k_cache: torch.Tensor
+    v_cache: torch.Tensor
+    meta: AttentionMetadata
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture(scope="session")
+def triton_kernels() -> ModuleType:
+    """The kernels module, in interpreter mode on CPU (reloaded if something imported it earlier)."""
+    pytest.importorskip("triton", reason="triton is not installed")
+    from perfloop.engine.attention import triton_backend, triton_kernels
+
+    if (
+        not torch.cuda.is_available()
+        and type(triton_kernels._store_kv_kernel).__name__ != "InterpretedFunction"
+    ):
+        triton_kernels = importlib.reload(triton_kernels)
+        importlib.reload(triton_backend)
+    return triton_kernels
+
+
+@pytest.fixture(scope="session")
+def make_step(device: torch.device) -> Callable[..., PagedStep]:
+    """Factory for a random paged step: `cached[i]` tokens already in the cache, `new[i]` added now."""
+
+    def build(
+        cached: list[int],
+        new: list[int],
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        block_size: int,
+        dtype: torch.dtype,
+        seed: int = 0,
+        table_width: int | None = None,
+        max_seq_len: int | None = None,
+    ) -> PagedStep:
+        gen = torch.Generator().manual_seed(seed)
+        seq_lens = [c + n for c, n in zip(cached, new, strict=True)]
+        blocks_per_seq = [-(-s // block_size) for s in seq_lens]
+        width = table_width or max(max(blocks_per_seq), 1)
+        num_blocks = sum(blocks_per_seq) + 4
+        # Shuffled block ids so pages of one sequence are scattered (block 0 stays as the padding target).
+        ids = (torch.randperm(num_blocks - 1, generator=gen) + 1).tolist()
+        table = torch.zeros(len(seq_lens), width, dtype=torch.int32)
+        slots: list[int] = []
+        for i, (c, n) in enumerate(zip(cached, new, strict=True)):
+            row = [ids.pop() for _ in range(blocks_per_seq[i])]
+            table[i, : len(row)] = torch.tensor(row, dtype=torch.int32)
+            slots += [row[p // block_size] * block_size + p % block_size for p in range(c, c + n)]
+
+        def rand(*shape: int) -> torch.Tensor:
+            return torch.randn(*shape, generator=gen).to(dtype).to(device)
+
+        total = sum(new)
+        starts = [0]
+        for n in new:
+            starts.append(starts[-1] + n)
+        meta = AttentionMetadata(
+            slot_mapping=torch.tensor(slots, dtype=torch.int64, device=device),
+            query_start_loc=torch.tensor(starts, dtype=torch.int32, device=device),
+            seq_lens=torch.tensor(seq_lens, dtype=torch.int32, device=device),
+            block_tables=table.to(device),
+            query_lens_cpu=list(new),
+            seq_lens_cpu=seq_lens,
+            max_query_len=max(new),
+            max_seq_len=max_seq_len or max(seq_lens),
+            block_size=block_size,
+        )
+        return PagedStep(
+            q=rand(total, num_heads, head_dim),
+            k=rand(total, num_kv_heads, head_dim),
+            v=rand(total, num_kv_heads, head_dim),
+            k_cache=rand(num_blocks, block_size, num_kv_heads, head_dim),
+            v_cache=rand(num_blocks, block_size, num_kv_heads, head_dim),
+            meta=meta,
+        )
+
+    return build
