@@ -1,5 +1,374 @@
-"""`perfloop bench ...`."""
+"""`perfloop bench ...`: run, ab, compare, search, plot."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from perfloop.engine.cli_options import engine_flags
+from perfloop.engine.config import EngineConfig
 
 app = typer.Typer(help="Fair serving benchmark.", no_args_is_help=True)
+console = Console()
+
+# Options shared by `run` and `ab` (Typer reads these as parameter metadata).
+DATASET = typer.Option("random", "--dataset-name", help="random, shared-prefix, sharegpt or standard.")
+NUM_PROMPTS = typer.Option(100, "--num-prompts", help="random/sharegpt: requests.")
+INPUT_LEN = typer.Option(1024, "--random-input-len", help="random: input tokens.")
+OUTPUT_LEN = typer.Option(128, "--random-output-len", help="random/sharegpt: output tokens.")
+RANGE_RATIO = typer.Option(0.0, "--random-range-ratio", help="random: lengths in [len*(1-r), len*(1+r)].")
+PREFIX_LEN = typer.Option(0, "--random-prefix-len", help="random: shared random prefix tokens.")
+GROUPS = typer.Option(64, "--gsp-num-groups", help="shared-prefix: groups.")
+PER_GROUP = typer.Option(16, "--gsp-prompts-per-group", help="shared-prefix: prompts per group.")
+SYSTEM_LEN = typer.Option(2048, "--gsp-system-prompt-len", help="shared-prefix: system prompt tokens.")
+QUESTION_LEN = typer.Option(128, "--gsp-question-len", help="shared-prefix: question tokens.")
+GSP_OUTPUT = typer.Option(256, "--gsp-output-len", help="shared-prefix: output tokens.")
+DATASET_PATH = typer.Option(None, "--dataset-path", help="sharegpt: local ShareGPT JSON.")
+VOCAB = typer.Option(None, "--vocab-size", help="Token-id range; default from the model's config.")
+SEED = typer.Option(0, "--seed", help="Seed of the workload and the arrivals.")
+RATE = typer.Option("inf", "--request-rate", help="Requests/s, or inf for all at once.")
+BURST = typer.Option(1.0, "--burstiness", help="Gamma shape of arrival gaps; 1.0 = Poisson.")
+CONCURRENCY = typer.Option(None, "--max-concurrency", help="Most requests in flight.")
+WARMUPS = typer.Option(1, "--num-warmups", help="Unmeasured warm-up requests.")
+THREADS = typer.Option(None, "--torch-threads", help="torch threads for in-process backends.")
+NO_EOS = typer.Option(True, "--ignore-eos/--no-ignore-eos", help="Generate exactly the asked lengths.")
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _fail(f"--request-rate: expected a number or inf, got {text!r}") from None
+    if value <= 0:
+        raise _fail("--request-rate: must be > 0 (inf for all at once)")
+    return value
+
+
+def _goodput(text: str | None) -> dict[str, float] | None:
+    if not text:
+        return None
+    slos: dict[str, float] = {}
+    for item in text.replace(",", " ").split():
+        name, _, value = item.partition(":")
+        if name not in ("ttft", "tpot", "e2el"):
+            raise _fail(f"--goodput: unknown metric {name!r} (ttft, tpot, e2el)")
+        try:
+            slos[name] = float(value)
+        except ValueError:
+            raise _fail(f"--goodput: {item!r} is not METRIC:MS") from None
+    return slos
+
+
+def _workload(**kw: Any) -> Any:
+    from perfloop.bench.workloads import WorkloadSpec
+
+    kind = kw["dataset"]
+    output_len = kw["gsp_output"] if kind == "shared-prefix" else kw["output_len"]
+    try:
+        return WorkloadSpec(
+            kind=kind,
+            seed=kw["seed"],
+            num_prompts=kw["num_prompts"],
+            input_len=kw["input_len"],
+            output_len=output_len,
+            range_ratio=kw["range_ratio"],
+            prefix_len=kw["prefix_len"],
+            vocab_size=kw["vocab"],
+            num_groups=kw["groups"],
+            prompts_per_group=kw["per_group"],
+            system_prompt_len=kw["system_len"],
+            question_len=kw["question_len"],
+            dataset_path=kw["dataset_path"],
+            ignore_eos=kw["ignore_eos"],
+        )
+    except ValueError as exc:
+        raise _fail(f"workload: {exc}") from None
+
+
+def _launch(backend: str, url: str | None, launch: str | None, config: EngineConfig, hf_mode: str) -> str:
+    from perfloop.bench.targets import engine_launch
+
+    if backend == "openai":
+        if bool(url) == bool(launch):
+            raise _fail("--backend openai: give exactly one of --url or --launch")
+        return url or launch or ""
+    if backend == "engine":
+        return engine_launch(config)
+    if backend == "hf":
+        if hf_mode not in ("generate_batch", "generate"):
+            raise _fail(f"--hf-mode: expected generate_batch or generate, got {hf_mode!r}")
+        return f"hf:{config.model} --hf-mode {hf_mode}"
+    raise _fail(f"--backend: expected openai, engine or hf, got {backend!r}")
+
+
+def _default_output(backend: str, rate: float, concurrency: int | None, model: str) -> str:
+    tag = "inf" if math.isinf(rate) else f"{rate:g}"
+    conc = f"-concurrency{concurrency}" if concurrency else ""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model)
+    return f"{backend}-{tag}qps{conc}-{safe}-{datetime.now():%Y%m%d-%H%M%S}.json"
+
+
+def _summary(result: Any) -> Table:
+    table = Table(title=f"perfloop bench: {result.backend} {result.model_id}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    keys = [
+        "duration",
+        "completed",
+        "failed",
+        "total_input_tokens",
+        "total_output_tokens",
+        "request_throughput",
+        "request_goodput",
+        "output_throughput",
+        "total_token_throughput",
+        "mean_ttft_ms",
+        "median_ttft_ms",
+        "p99_ttft_ms",
+        "mean_tpot_ms",
+        "median_tpot_ms",
+        "p99_tpot_ms",
+        "mean_itl_ms",
+        "p99_itl_ms",
+        "mean_e2el_ms",
+        "p99_e2el_ms",
+    ]
+    for key in keys:
+        value = getattr(result, key)
+        table.add_row(key, "-" if value is None else f"{value:,.2f}")
+    lengths = result.perfloop.output_lengths
+    table.add_row(
+        "output lengths achieved", "yes" if lengths.all_achieved else f"NO ({lengths.mismatched_requests})"
+    )
+    return table
+
+
+@app.command()
+@engine_flags
+def run(
+    engine_config: EngineConfig,
+    backend: str = typer.Option("engine", "--backend", help="openai, engine or hf."),
+    url: str | None = typer.Option(None, "--url", help="openai: base URL of a running server."),
+    launch: str | None = typer.Option(None, "--launch", help="openai: server command with {port}."),
+    hf_mode: str = typer.Option("generate_batch", "--hf-mode", help="hf: generate_batch or generate."),
+    served_model_name: str | None = typer.Option(None, "--served-model-name", help="openai: model name."),
+    dataset: str = DATASET,
+    num_prompts: int = NUM_PROMPTS,
+    input_len: int = INPUT_LEN,
+    output_len: int = OUTPUT_LEN,
+    range_ratio: float = RANGE_RATIO,
+    prefix_len: int = PREFIX_LEN,
+    groups: int = GROUPS,
+    per_group: int = PER_GROUP,
+    system_len: int = SYSTEM_LEN,
+    question_len: int = QUESTION_LEN,
+    gsp_output: int = GSP_OUTPUT,
+    dataset_path: str | None = DATASET_PATH,
+    vocab: int | None = VOCAB,
+    seed: int = SEED,
+    request_rate: str = RATE,
+    burstiness: float = BURST,
+    max_concurrency: int | None = CONCURRENCY,
+    num_warmups: int = WARMUPS,
+    torch_threads: int | None = THREADS,
+    ignore_eos: bool = NO_EOS,
+    goodput: str | None = typer.Option(
+        None, "--goodput", help="SLOs, e.g. 'ttft:300 tpot:50 e2el:2000' (ms)."
+    ),
+    label: str | None = typer.Option(None, "--label", help="Result label."),
+    output: str | None = typer.Option(None, "--output", help="Result JSON path (sidecar JSONL next to it)."),
+    health_timeout: float = typer.Option(600.0, "--health-timeout", help="Seconds to wait for /health."),
+    server_log: str | None = typer.Option(None, "--server-log", help="Where a launched server logs."),
+    target_repo: str | None = typer.Option(None, "--target-repo", help="Git tree of the target (commit)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+) -> None:
+    """Benchmark one target; writes a vLLM-compatible result JSON with perfloop fingerprints."""
+    from perfloop.bench.runner import BenchSpec, run_benchmark
+
+    spec_launch = _launch(backend, url, launch, engine_config, hf_mode)
+    workload = _workload(**locals())
+    rate = _rate(request_rate)
+    out = output or _default_output(backend, rate, max_concurrency, engine_config.model)
+    try:
+        spec = BenchSpec(
+            launch=spec_launch,
+            workload=workload,
+            request_rate=rate,
+            burstiness=burstiness,
+            max_concurrency=max_concurrency,
+            seed=seed,
+            num_warmups=num_warmups,
+            goodput_slos_ms=_goodput(goodput),
+            label=label,
+            model_id=served_model_name or (engine_config.model if backend == "openai" else None),
+            health_timeout=health_timeout,
+            torch_threads=torch_threads,
+            target_repo=target_repo,
+            output=out,
+            server_log=server_log,
+            progress=progress,
+        )
+        result = run_benchmark(spec)
+    except (ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(_summary(result))
+    console.print(f"result: {out}")
+    if result.perfloop.interrupted:
+        console.print("[yellow]interrupted: saved the requests that finished[/]")
+        raise typer.Exit(code=130)
+
+
+@app.command()
+def ab(
+    a: str = typer.Option(
+        ..., "--a", help="Launch spec A (URL, command with {port}, engine:FLAGS, hf:MODEL)."
+    ),
+    b: str | None = typer.Option(None, "--b", help="Launch spec B."),
+    aa: bool = typer.Option(False, "--aa", help="Run A against itself: the noise band."),
+    trials: int = typer.Option(5, "--trials", help="Pairs of runs."),
+    threshold: float = typer.Option(0.0, "--threshold", help="Minimum effect, e.g. 0.02 for 2%."),
+    out: str = typer.Option("ab.json", "--output", help="ABResult JSON path; trial results go beside it."),
+    dataset: str = DATASET,
+    num_prompts: int = NUM_PROMPTS,
+    input_len: int = INPUT_LEN,
+    output_len: int = OUTPUT_LEN,
+    range_ratio: float = RANGE_RATIO,
+    prefix_len: int = PREFIX_LEN,
+    groups: int = GROUPS,
+    per_group: int = PER_GROUP,
+    system_len: int = SYSTEM_LEN,
+    question_len: int = QUESTION_LEN,
+    gsp_output: int = GSP_OUTPUT,
+    dataset_path: str | None = DATASET_PATH,
+    vocab: int | None = VOCAB,
+    seed: int = SEED,
+    request_rate: str = RATE,
+    burstiness: float = BURST,
+    max_concurrency: int | None = CONCURRENCY,
+    num_warmups: int = WARMUPS,
+    torch_threads: int | None = THREADS,
+    ignore_eos: bool = NO_EOS,
+) -> None:
+    """Interleaved A/B trials: median B/A ratio per metric with a bootstrap 95% interval and a verdict."""
+    from perfloop.bench.ab import run_ab
+
+    if not aa and b is None:
+        raise _fail("--b: give the B launch spec, or --aa")
+    workload = _workload(**locals())
+    out_path = Path(out)
+    trial_dir = out_path.with_name(out_path.stem + "-trials")
+    try:
+        result = run_ab(
+            a,
+            b,
+            workload,
+            trials=trials,
+            seed=seed,
+            aa=aa,
+            threshold=threshold,
+            out_dir=trial_dir,
+            request_rate=_rate(request_rate),
+            burstiness=burstiness,
+            max_concurrency=max_concurrency,
+            num_warmups=num_warmups,
+            torch_threads=torch_threads,
+            progress=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(result.model_dump_json(indent=2) + "\n")
+    table = Table(title=f"bench ab: B/A over {trials} interleaved pairs" + (" (A/A)" if aa else ""))
+    for col in ("metric", "A median", "B median", "B/A median", "95% CI", "verdict for B"):
+        table.add_column(col, justify="left" if col in ("metric", "verdict for B") else "right")
+    import statistics
+
+    for m in result.metrics.values():
+        table.add_row(
+            m.metric,
+            f"{statistics.median(m.a_values):,.2f}",
+            f"{statistics.median(m.b_values):,.2f}",
+            f"{m.median_ratio:.3f}",
+            f"[{m.ci_low:.3f}, {m.ci_high:.3f}]",
+            m.verdict,
+        )
+    console.print(table)
+    console.print(f"result: {out_path}")
+
+
+@app.command()
+def compare(
+    results: list[Path] = typer.Argument(..., help="Result JSON files; the first is the reference."),
+    force: bool = typer.Option(False, "--force", help="Compare different workloads anyway (marked unfair)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """Side-by-side table with ratios to the first result; refuses different workloads."""
+    from perfloop.bench.compare import UnfairComparison, compare_results, render
+
+    try:
+        comparison = compare_results(results, force=force)
+    except UnfairComparison as exc:
+        raise _fail(str(exc)) from None
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(comparison.model_dump_json(indent=2))
+    else:
+        console.print(render(comparison))
+
+
+@app.command()
+def search(
+    space: Path = typer.Option(..., "--space", help="space.yaml: launch, workload, bench, metric, knobs."),
+    out_dir: Path = typer.Option(Path("bench-search"), "--out-dir", help="Trials and results.jsonl go here."),
+) -> None:
+    """Bounded search over launch flags; resumable (finished trials are skipped)."""
+    from perfloop.bench.search import load_space, run_search
+
+    try:
+        parsed = load_space(space)
+    except (ValueError, OSError) as exc:
+        raise _fail(f"{space}: {exc}") from None
+
+    def show(trial: Any) -> None:
+        value = "-" if trial.value is None else f"{trial.value:,.2f}"
+        console.print(f"[{trial.status}] {trial.launch}  {parsed.metric}={value}")
+
+    trials = run_search(parsed, out_dir, on_trial=show)
+    table = Table(title=f"bench search: {parsed.metric}")
+    for col in ("status", "flags", parsed.metric, "error"):
+        table.add_column(col)
+    for t in trials:
+        flags = json.dumps(t.flags) if t.flags else "(baseline)"
+        table.add_row(t.status, flags, "-" if t.value is None else f"{t.value:,.2f}", (t.error or "")[:60])
+    console.print(table)
+    console.print(f"results: {out_dir / 'results.jsonl'}")
+
+
+@app.command()
+def plot(
+    results: list[Path] = typer.Argument(..., help="Result JSON files (with their sidecars)."),
+    out_dir: Path = typer.Option(Path("bench-plots"), "--out-dir", help="Where the PNGs go."),
+) -> None:
+    """Latency CDFs (TTFT, TPOT, E2E) and throughput bars as PNGs."""
+    from perfloop.bench.plot import plot_results
+
+    try:
+        files = plot_results(results, out_dir)
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    for f in files:
+        console.print(f"wrote {f}")

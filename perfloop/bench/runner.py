@@ -179,3 +179,20 @@ def build_result(
         sglang_compat=SGLangCompat(**sglang_metrics(records, duration)),
         perfloop=block,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m perfloop.bench.runner SPEC.json`: one run in a fresh process (used by search)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m perfloop.bench.runner SPEC.json", file=sys.stderr)
+        return 2
+    spec = BenchSpec.model_validate_json(Path(args[0]).read_text())
+    result = run_benchmark(spec)
+    return 130 if result.perfloop.interrupted else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

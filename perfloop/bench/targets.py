@@ -138,3 +138,18 @@ def open_backend(
 
         model, mode = parse_hf(target.value)
         yield HFBackend(model, mode, ignore_eos), None  # type: ignore[arg-type]
+
+
+def engine_launch(config: EngineConfig) -> str:
+    """An `engine:` launch spec reproducing a config (flags that differ from the defaults)."""
+    defaults = EngineConfig(model=config.model)
+    words = ["--model", config.model]
+    for name, value in config.model_dump().items():
+        if name in ("model", "seed") or value == getattr(defaults, name):
+            continue
+        flag = name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            words += [f"--{flag}", str(value)]
+    return "engine:" + shlex.join(words)

@@ -1,0 +1,195 @@
+"""Interleaved A/B trials with bootstrap confidence intervals, and the A/A noise band.
+
+Public API (the loop calls it directly):
+
+    from perfloop.bench.ab import run_ab
+    ab = run_ab("engine:--model preset:tiny-qwen3", "hf:preset:tiny-qwen3", workload, trials=5)
+    ab.metrics["output_throughput"].median_ratio, .ci_low, .ci_high, .verdict
+
+A and B are launch specs (see `perfloop.bench.targets`). Each trial is a pair of fresh
+runs (each launch started anew, so no cache or warm state carries over), in an order
+drawn from the seed with as many A-first as B-first pairs. Per metric, the ratio is
+B / A per pair; the report is the median ratio with a bootstrap 95% interval of that
+median, and a verdict for B: "faster" / "slower" when the whole interval is on one side
+of 1 (beyond `threshold`), else "within noise". `aa=True` runs A against itself.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from perfloop.bench.result import BenchResult
+from perfloop.bench.runner import BenchSpec, resolve_workload, run_benchmark
+from perfloop.bench.targets import parse_target
+from perfloop.bench.workloads import WorkloadSpec
+
+Verdict = Literal["faster", "slower", "within noise"]
+DEFAULT_METRICS = (
+    "output_throughput",
+    "request_throughput",
+    "mean_ttft_ms",
+    "median_ttft_ms",
+    "mean_tpot_ms",
+    "median_itl_ms",
+    "mean_e2el_ms",
+)
+
+
+def higher_is_better(metric: str) -> bool:
+    """Throughputs and goodput go up when things improve; latencies (`*_ms`) go down."""
+    return not metric.endswith("_ms")
+
+
+class MetricComparison(BaseModel):
+    """One metric across the trials: B/A ratio, its interval, the verdict for B."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str
+    higher_is_better: bool
+    a_values: list[float]
+    b_values: list[float]
+    ratios: list[float]
+    median_ratio: float
+    ci_low: float
+    ci_high: float
+    verdict: Verdict
+
+
+class ABResult(BaseModel):
+    """An A/B (or A/A) comparison the loop reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = 1
+    a: str
+    b: str
+    aa: bool
+    trials: int
+    seed: int
+    threshold: float
+    confidence: float
+    order: list[str]
+    workload_fingerprint: str
+    metrics: dict[str, MetricComparison]
+    result_files: list[str]
+
+
+def trial_order(trials: int, seed: int) -> list[str]:
+    """Pair orders, balanced between AB and BA and shuffled by the seed, flattened ("A","B","B","A",...)."""
+    pairs = [("A", "B") if i % 2 == 0 else ("B", "A") for i in range(trials)]
+    random.Random(seed).shuffle(pairs)
+    return [side for pair in pairs for side in pair]
+
+
+def bootstrap_median_ci(
+    ratios: Sequence[float], confidence: float = 0.95, n_boot: int = 4000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Median of the ratios and a percentile-bootstrap interval of that median."""
+    arr = np.asarray(ratios, dtype=float)
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(arr, size=(n_boot, arr.size), replace=True), axis=1)
+    tail = (1.0 - confidence) / 2 * 100
+    return (
+        float(np.median(arr)),
+        float(np.percentile(medians, tail)),
+        float(np.percentile(medians, 100 - tail)),
+    )
+
+
+def verdict(ci_low: float, ci_high: float, higher_better: bool, threshold: float = 0.0) -> Verdict:
+    """Faster/slower only when the whole interval clears 1 by the threshold."""
+    if ci_low > 1.0 + threshold:
+        return "faster" if higher_better else "slower"
+    if ci_high < 1.0 - threshold:
+        return "slower" if higher_better else "faster"
+    return "within noise"
+
+
+def compare_metric(
+    metric: str, a: Sequence[float], b: Sequence[float], threshold: float, confidence: float, seed: int
+) -> MetricComparison:
+    """Pairwise B/A ratios of one metric, summarised."""
+    ratios = [bv / av if av else float("inf") for av, bv in zip(a, b, strict=True)]
+    median, low, high = bootstrap_median_ci(ratios, confidence, seed=seed)
+    better = higher_is_better(metric)
+    return MetricComparison(
+        metric=metric,
+        higher_is_better=better,
+        a_values=list(a),
+        b_values=list(b),
+        ratios=ratios,
+        median_ratio=median,
+        ci_low=low,
+        ci_high=high,
+        verdict=verdict(low, high, better, threshold),
+    )
+
+
+def run_ab(
+    a: str,
+    b: str | None,
+    workload: WorkloadSpec,
+    trials: int = 5,
+    seed: int = 0,
+    aa: bool = False,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    threshold: float = 0.0,
+    confidence: float = 0.95,
+    out_dir: Path | str | None = None,
+    runner: Callable[[BenchSpec], BenchResult] = run_benchmark,
+    **bench_options: Any,
+) -> ABResult:
+    """Run interleaved trials of A and B (or A twice with `aa`) and compare them."""
+    if trials < 2:
+        raise ValueError("trials: need at least 2 pairs for an interval")
+    if aa:
+        b = a
+    if b is None:
+        raise ValueError("b: give the B launch spec, or aa=True")
+    workload = resolve_workload(workload, parse_target(a))
+    order = trial_order(trials, seed)
+    values: dict[str, dict[str, list[float]]] = {"A": {m: [] for m in metrics}, "B": {m: [] for m in metrics}}
+    files: list[str] = []
+    for i, side in enumerate(order):
+        output = None
+        if out_dir is not None:
+            output = str(Path(out_dir) / f"trial{i // 2:02d}-{side}.json")
+            files.append(output)
+        spec = BenchSpec(
+            launch=a if side == "A" else b,
+            workload=workload,
+            label=f"ab-{side}",
+            output=output,
+            **bench_options,
+        )
+        result = runner(spec)
+        if result.perfloop.workload_fingerprint != workload.fingerprint():
+            raise RuntimeError("workload fingerprint changed between trials; the comparison would be unfair")
+        for m in metrics:
+            value = result.metric(m)
+            if value is None:
+                raise ValueError(f"metrics: {m} is not a result metric (or unset in this run)")
+            values[side][m].append(value)
+    compared = {
+        m: compare_metric(m, values["A"][m], values["B"][m], threshold, confidence, seed) for m in metrics
+    }
+    return ABResult(
+        a=a,
+        b=b,
+        aa=aa,
+        trials=trials,
+        seed=seed,
+        threshold=threshold,
+        confidence=confidence,
+        order=order,
+        workload_fingerprint=workload.fingerprint(),
+        metrics=compared,
+        result_files=files,
+    )
