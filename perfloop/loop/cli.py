@@ -1,10 +1,170 @@
-"""`perfloop goal ...` and `perfloop report`."""
+"""`perfloop goal ...` (the loop) and `perfloop report` (the PR report)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer(help="The performance loop.", no_args_is_help=True)
+from perfloop.ledger.records import RoundSummary
+from perfloop.ledger.runs import resolve_run
+from perfloop.ledger.verify import verify_ledger
+from perfloop.loop import states as S
+from perfloop.loop.backend import ProcessBackend
+from perfloop.loop.machine import LoopError, Run
+from perfloop.loop.patchers.base import Patcher
+from perfloop.loop.patchers.external import ExternalPatcher
+from perfloop.loop.patchers.playbook import PlaybookPatcher
+from perfloop.loop.quickstart import make_target_repo, quickstart_spec
+from perfloop.loop.report import build_report
+from perfloop.loop.spec import GoalSpec, SpecError, load_spec
+from perfloop.loop.worktrees import TargetRepoError
+
+app = typer.Typer(help="The performance loop.", invoke_without_command=True)
+console = Console()
 
 
-def report(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
+def _patcher(name: str) -> Patcher:
+    return ExternalPatcher() if name == "external" else PlaybookPatcher()
+
+
+def _notify(message: str) -> None:
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
+
+
+def _open(run: str) -> Run:
+    root = resolve_run(run)
+    spec = GoalSpec.model_validate(json.loads((root / "manifest.json").read_text())["spec"])
+    return Run(root, ProcessBackend(), _patcher(spec.patcher), _notify)
+
+
+def _finish(run: Run) -> None:
+    """Print where the run stopped, verify the ledger, and write the report."""
+    state = run.state
+    if state.state == S.WAITING_FOR_PATCH:
+        console.print(f"[yellow]waiting for a patch[/yellow]: prompt at {run.round_dir / 'prompt.md'}")
+        console.print(f"then: perfloop goal submit {run.root}")
+        return
+    report = verify_ledger(run.root)
+    status = "[green]verified[/green]" if report.ok else f"[red]BROKEN at {report.broken}[/red]"
+    console.print(f"[bold]{state.state}[/bold]: {state.reason}")
+    console.print(f"ledger {status}: {run.root} ({report.events} events)")
+    console.print(f"report: {build_report(run.root)}")
+
+
+def _drive(run: Run) -> None:
+    try:
+        run.drive()
+    except LoopError as exc:
+        raise typer.BadParameter(str(exc), param_hint="RUN") from exc
+    _finish(run)
+
+
+def _start(spec: GoalSpec) -> Run:
+    try:
+        return Run.create(spec, ProcessBackend(), _patcher(spec.patcher), _notify)
+    except (TargetRepoError, LoopError, SpecError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@app.callback()
+def goal(
+    ctx: typer.Context,
+    artifact_root: Path = typer.Option(Path("artifacts"), "--artifact-root", help="Where runs are written."),
+) -> None:
+    """With no command: the quickstart, a complete real loop on the CPU (a few minutes)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    run_id = "quickstart-" + time.strftime("%Y%m%d-%H%M%S")
+    repo = make_target_repo(artifact_root.resolve() / "quickstart-targets" / run_id)
+    console.print(f"quickstart: mis-tuned target repo at {repo}; run {run_id}")
+    _drive(_start(quickstart_spec(repo, artifact_root, run_id)))
+
+
+@app.command("run")
+def run_goal(
+    spec: Path = typer.Option(..., "--spec", help="Goal spec YAML."),
+    run_id: str = typer.Option(None, "--run-id", help="Run id (default: a timestamp)."),
+    patcher: str = typer.Option(None, "--patcher", help="playbook or external (overrides the spec)."),
+    max_rounds: int = typer.Option(None, "--max-rounds", help="Round budget (overrides the spec)."),
+) -> None:
+    """Start a run from a goal spec and drive it until it ends or waits for a patch."""
+    try:
+        goal_spec = load_spec(spec)
+    except SpecError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--spec") from exc
+    update: dict[str, object] = {}
+    if run_id:
+        update["run_id"] = run_id
+    if patcher:
+        if patcher not in ("playbook", "external"):
+            raise typer.BadParameter("choose playbook or external", param_hint="--patcher")
+        update["patcher"] = patcher
+    if max_rounds:
+        update["budgets"] = goal_spec.budgets.model_copy(update={"max_rounds": max_rounds})
+    _drive(_start(goal_spec.model_copy(update=update)))
+
+
+@app.command("resume")
+def resume(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
+    """Continue a run after a crash, kill or stop request, from its last recorded transition."""
+    _drive(_open(run))
+
+
+@app.command("submit")
+def submit(
+    run: str = typer.Argument(..., help="Run folder or id."),
+    commit: str = typer.Option(None, "--commit", help="Candidate SHA (default: HEAD of the agent worktree)."),
+    rationale: str = typer.Option("", "--rationale", help="Why (default: the commit message)."),
+    cite: list[str] = typer.Option([], "--cite", help="Cited row stage/table#index (default: Cites: lines)."),
+) -> None:
+    """Hand the waiting run an external agent's commit; the loop validates, revalidates and reviews it."""
+    loop = _open(run)
+    try:
+        loop.submit(commit, rationale, cite)
+    except (LoopError, TargetRepoError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    _drive(loop)
+
+
+@app.command("status")
+def status(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
+    """A table of the run's rounds and where it stands."""
+    loop_run = _open(run)
+    table = Table(
+        title=f"run {loop_run.manifest.run_id}: {loop_run.state.state} (round {loop_run.state.round})"
+    )
+    for col in ("Round", "Gap", "Candidate", "Rule", "Verdict", "Rejected by"):
+        table.add_column(col)
+    for folder in sorted((loop_run.root / "rounds").glob("[0-9][0-9][0-9]")):
+        path = folder / "summary.json"
+        if not path.exists():
+            table.add_row(folder.name, "", "", "", "(in progress)", "")
+            continue
+        s = RoundSummary.model_validate_json(path.read_text())
+        gap = f"{s.gap.median_ratio:.3f} {s.gap.position}" if s.gap else ""
+        commit = (s.patch.commit or "")[:12] if s.patch else ""
+        rule = (s.patch.rule or s.patch.patcher) if s.patch else ""
+        table.add_row(folder.name, gap, commit, rule, s.verdict or "", ", ".join(s.rejected_by))
+    console.print(table)
+    if loop_run.state.reason:
+        console.print(loop_run.state.reason)
+
+
+@app.command("stop")
+def stop(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
+    """Abort the run now, or at the next transition when a process is driving it."""
+    console.print(_open(run).stop())
+
+
+def report(
+    run: str = typer.Argument(..., help="Run folder or id."),
+    out: Path = typer.Option(None, "--out", help="Report path (default: RUN/report.md)."),
+) -> None:
     """Render the Markdown PR report of a run from its ledger."""
-    raise typer.Exit(code=2)
+    path = build_report(resolve_run(run), out)
+    console.print(f"report: {path}")

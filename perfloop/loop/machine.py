@@ -205,8 +205,11 @@ class Run:
     def _read(self, rel: str, model: type) -> object:
         return model.model_validate_json((self.round_dir / rel).read_text())
 
-    def _bench_files(self, bench: BenchRecord) -> list[Path]:
-        return [self.root / f for f in bench.result_files]
+    def _store_bench(self, rel: str, record: BenchRecord, out_dir: Path) -> list[Path]:
+        """Write a bench record (result paths made run-relative) and list every file it rests on."""
+        files = [p for p in sorted(out_dir.rglob("*")) if p.is_file()]
+        record = record.model_copy(update={"result_files": [self._rel(Path(f)) for f in record.result_files]})
+        return [self.ledger.write_model(rel, record), *files]
 
     # ---------- states ----------
 
@@ -227,7 +230,7 @@ class Run:
         finally:
             done()
         record = freeze_record(self.spec, self.manifest.base_commit, aa, reference_sha)
-        files += [self.ledger.write_model("freeze/aa.json", aa), *self._bench_files(aa)]
+        files += self._store_bench("freeze/aa.json", aa, out / "aa")
         files.append(self.ledger.write_model("freeze/freeze.json", record))
         self.notify(f"FREEZE: noise band ±{record.noise_band:.2%}")
         self._go(S.BENCH, files, round=1)
@@ -244,16 +247,11 @@ class Run:
         files: list[Path] = []
         try:
             for i, peer in enumerate(self._peers()):
+                out = self.round_dir / f"bench-{i}"
                 record = self.backend.ab(
-                    peer,
-                    target,
-                    self.spec,
-                    self.spec.measure.trials,
-                    f"vs-{peer.name}",
-                    self.round_dir / f"bench-{i}",
+                    peer, target, self.spec, self.spec.measure.trials, f"vs-{peer.name}", out
                 )
-                files += [self.ledger.write_model(f"rounds/{st.round:03d}/bench-{i}.json", record)]
-                files += self._bench_files(record)
+                files += self._store_bench(f"rounds/{st.round:03d}/bench-{i}.json", record, out)
         finally:
             done()
         self._go(S.GAP, files)
@@ -286,16 +284,19 @@ class Run:
             record = self.backend.profile(side, self.spec, self.round_dir / "profile")
         finally:
             done()
+        out = self.round_dir / "profile"
+        record = record.model_copy(
+            update={"trace": self._rel(Path(record.trace)) if out.exists() else record.trace}
+        )
         files = [self.ledger.write_model(f"rounds/{st.round:03d}/profile.json", record)]
-        files += [self.root / f for f in [record.trace] if (self.root / f).exists()]
-        files += sorted((self.round_dir / "profile").glob("*.md"))
+        files += [p for p in sorted(out.rglob("*")) if p.is_file()]
         if st.research_next and self.spec.peers:
             # Research round: the peer's own tables, to compare what it does differently.
             peer = self.spec.peers[0]
-            peer_record = self.backend.profile(
-                Side(name=peer.name, launch=peer.launch), self.spec, self.round_dir / "peer-profile"
-            )
+            peer_out = self.round_dir / "peer-profile"
+            peer_record = self.backend.profile(Side(name=peer.name, launch=peer.launch), self.spec, peer_out)
             files.append(self.ledger.write_model(f"rounds/{st.round:03d}/peer-profile.json", peer_record))
+            files += [p for p in sorted(peer_out.rglob("*")) if p.is_file()]
         self._go(S.PATCH, files)
 
     def evidence(self) -> Evidence:
@@ -420,13 +421,15 @@ class Run:
         finally:
             done_a()
             done_b()
-        path = self.ledger.write_model(f"rounds/{st.round:03d}/revalidate.json", record)
+        files = self._store_bench(
+            f"rounds/{st.round:03d}/revalidate.json", record, self.round_dir / "revalidate"
+        )
         cmp = record.metrics[self.spec.metric]
         self.notify(
             f"REVALIDATE: candidate/best {self.spec.metric} x{cmp.median_ratio:.3f} "
             f"[{cmp.ci_low:.3f}, {cmp.ci_high:.3f}]"
         )
-        self._go(S.REVIEW, [path, *self._bench_files(record)])
+        self._go(S.REVIEW, files)
 
     def _do_review(self) -> None:
         st = self.state

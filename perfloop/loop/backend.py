@@ -1,0 +1,217 @@
+"""The real measurement backend: the benchmark's interleaved A/B and the profiler, each in a fresh process.
+
+`python -m perfloop.loop.backend ab|profile JOB.json OUT.json` is the child side: it runs one
+job and writes its record. The parent side (`ProcessBackend`) starts that child with the
+candidate's worktree as its working directory, so the code measured is the code committed
+and no state carries over between measurements.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from perfloop.bench.fingerprint import collect_environment
+from perfloop.bench.result import BenchResult
+from perfloop.bench.workloads import WorkloadSpec
+from perfloop.ledger.records import BenchRecord, MetricComparison, ProfileRecord
+from perfloop.loop.measure import Side
+from perfloop.loop.spec import GoalSpec
+
+PROFILE_STATS_STAGE = "engine"
+
+
+class MeasureError(RuntimeError):
+    """A measurement child failed; the message carries its last output lines."""
+
+
+def _die_with_parent() -> None:
+    # A SIGKILLed loop must not leave a benchmark running: the child dies with its parent.
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class ProcessBackend:
+    """Runs every measurement in a child process (see the module docstring)."""
+
+    def _child(self, kind: str, job: dict[str, Any], out_dir: Path, cwd: Path | None) -> dict[str, Any]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        job_path, out_path = out_dir / "job.json", out_dir / "record.json"
+        job_path.write_text(json.dumps(job, indent=2))
+        out_path.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "perfloop.loop.backend", kind, str(job_path), str(out_path)]
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            preexec_fn=_die_with_parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        (out_dir / "child.log").write_text(proc.stdout)
+        if proc.returncode != 0 or not out_path.exists():
+            tail = "\n".join(proc.stdout.splitlines()[-15:])
+            raise MeasureError(f"{kind} measurement failed (exit {proc.returncode}):\n{tail}")
+        return json.loads(out_path.read_text())
+
+    def ab(self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path) -> BenchRecord:
+        """Interleaved A/B (`a` == `b` gives the A/A run) in a fresh process."""
+        job = {
+            "a": a.launch,
+            "b": b.launch,
+            "a_name": a.name,
+            "b_name": b.name,
+            "label": label,
+            "trials": trials,
+            "spec": spec.model_dump(mode="json"),
+            "out_dir": str(out_dir / "trials"),
+        }
+        return BenchRecord.model_validate(self._child("ab", job, out_dir, b.tree or a.tree))
+
+    def profile(self, side: Side, spec: GoalSpec, out_dir: Path) -> ProfileRecord:
+        """Capture and analyse a trace of `side` in a fresh process."""
+        job = {"launch": side.launch, "spec": spec.model_dump(mode="json"), "out_dir": str(out_dir)}
+        return ProfileRecord.model_validate(self._child("profile", job, out_dir, side.tree))
+
+    def environment(self) -> dict[str, object]:
+        """Machine and software facts from the benchmark's environment fingerprint."""
+        env = collect_environment().model_dump()
+        return {
+            k: env[k]
+            for k in (
+                "cpu_model",
+                "cpu_count",
+                "gpu_models",
+                "python",
+                "torch",
+                "cuda",
+                "transformers",
+                "perfloop",
+                "perfloop_commit",
+            )
+        }
+
+
+def _tokens(paths: list[str], side: str) -> tuple[int, int]:
+    requested = achieved = 0
+    for p in paths:
+        if p.endswith(f"-{side}.json"):
+            lengths = BenchResult.load(p).perfloop.output_lengths
+            requested += lengths.requested_total
+            achieved += lengths.achieved_total
+    return requested, achieved
+
+
+def run_ab_job(job: dict[str, Any]) -> BenchRecord:
+    """Child side of `ab`: run the benchmark's interleaved trials and summarise them as a record."""
+    from perfloop.bench.ab import run_ab
+
+    spec = GoalSpec.model_validate(job["spec"])
+    metrics = [spec.metric, *spec.tolerances.other_metrics]
+    aa = job["a"] == job["b"]
+    result = run_ab(
+        job["a"],
+        job["b"],
+        spec.workload,
+        trials=max(job["trials"], 2),
+        aa=aa,
+        metrics=metrics,
+        out_dir=job["out_dir"],
+        num_warmups=1,
+    )
+    req_a, got_a = _tokens(result.result_files, "A")
+    req_b, got_b = _tokens(result.result_files, "B")
+    comparisons = {
+        m: MetricComparison(
+            metric=m,
+            a_median=_median(c.a_values),
+            b_median=_median(c.b_values),
+            median_ratio=c.median_ratio,
+            ci_low=c.ci_low,
+            ci_high=c.ci_high,
+            higher_is_better=c.higher_is_better,
+        )
+        for m, c in result.metrics.items()
+    }
+    return BenchRecord(
+        label=job["label"],
+        a_name=job["a_name"],
+        b_name=job["b_name"],
+        a_launch=job["a"],
+        b_launch=job["b"],
+        workload_fingerprint=result.workload_fingerprint,
+        trials=result.trials,
+        metrics=comparisons,
+        requested_output_tokens=max(req_a, req_b) // result.trials,
+        achieved_output_tokens_a=got_a // result.trials,
+        achieved_output_tokens_b=got_b // result.trials,
+        result_files=result.result_files,
+    )
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+def profile_workload(workload: WorkloadSpec, requests: int) -> WorkloadSpec:
+    """The workload at its own shapes (prompt and output lengths) with fewer requests."""
+    if workload.kind == "shared-prefix":
+        per_group = min(workload.prompts_per_group, max(requests // 2, 1))
+        groups = min(workload.num_groups, max(requests // per_group, 1))
+        return workload.model_copy(update={"num_groups": groups, "prompts_per_group": per_group})
+    return workload.model_copy(update={"num_prompts": min(workload.num_prompts, requests)})
+
+
+def run_profile_job(job: dict[str, Any]) -> ProfileRecord:
+    """Child side of `profile`: capture, analyse, and add the engine's own counters as a table."""
+    from perfloop.bench.targets import parse_engine_flags
+    from perfloop.engine.llm_engine import LLMEngine
+    from perfloop.engine.sampling import SamplingParams
+    from perfloop.profilers.capture import ProfileSchedule, capture_engine
+    from perfloop.profilers.tables import analyze
+
+    launch: str = job["launch"]
+    if not launch.startswith("engine:"):
+        raise MeasureError(f"launch: profiling runs the bundled engine in process; got {launch!r}")
+    spec = GoalSpec.model_validate(job["spec"])
+    config = parse_engine_flags(launch.removeprefix("engine:"))
+    out = Path(job["out_dir"])
+    engine = LLMEngine(config)
+    workload = profile_workload(spec.workload, spec.measure.profile_requests)
+    if workload.vocab_size is None:
+        workload = workload.model_copy(update={"vocab_size": engine.model_config.vocab_size})
+    trace = capture_engine(config, workload, out, ProfileSchedule(wait=0, warmup=1, active=64))
+    tables = analyze(trace, out / "tables", formats=("md", "json"))
+    from perfloop.bench.workloads import build_requests
+
+    requests = build_requests(workload)
+    for r in requests:
+        params = SamplingParams(max_tokens=r.output_len, temperature=0.0, ignore_eos=True)
+        engine.add_request(f"stats-{r.index}", r.prompt, params)
+    while engine.has_unfinished():
+        engine.step()
+    stats = engine.stats().model_dump() | {"requests": len(requests)}
+    tables[PROFILE_STATS_STAGE] = {"engine_stats": [stats]}
+    return ProfileRecord(trace=str(trace), tables=tables, engine_stats=stats)
+
+
+def main(argv: list[str]) -> int:
+    """Child entry point: `ab|profile JOB OUT`."""
+    kind, job_path, out_path = argv
+    job = json.loads(Path(job_path).read_text())
+    record = run_ab_job(job) if kind == "ab" else run_profile_job(job)
+    Path(out_path).write_text(record.model_dump_json(indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

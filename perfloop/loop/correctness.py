@@ -1,0 +1,84 @@
+"""The bundled engine's correctness command, run by VALIDATE in a candidate's worktree.
+
+`python -m perfloop.loop.correctness --config engine.yaml --reference REF` checks that greedy
+outputs on fixed prompts equal the frozen reference, and that toggling prefix caching and
+chunked prefill does not change them. It prints one CorrectnessReport JSON line and exits
+0 only when every check passes. `--write-reference REF` (at FREEZE) writes the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+from perfloop.engine.config import EngineConfig
+from perfloop.engine.llm import LLM
+from perfloop.engine.sampling import SamplingParams
+from perfloop.ledger.records import CorrectnessReport, ValidationReference
+from perfloop.ledger.store import atomic_write_model
+from perfloop.loop.launch import load_engine_config
+
+MAX_TOKENS = 12
+
+
+def fixed_prompts(vocab: int = 256) -> list[list[int]]:
+    """Seeded token-id prompts: two pairs sharing a 40-token prefix and one long prompt."""
+    rng = random.Random(1234)
+    prefix = [rng.randrange(vocab) for _ in range(40)]
+    prompts = [prefix + [rng.randrange(vocab) for _ in range(n)] for n in (5, 9)]
+    prompts += [[rng.randrange(vocab) for _ in range(n)] for n in (7, 70)]
+    return prompts
+
+
+def greedy(config: EngineConfig, prompts: list[list[int]], **override: object) -> list[list[int]]:
+    """Greedy outputs of every prompt under `config` with some fields overridden."""
+    fields = config.model_dump(exclude={"model"}) | override
+    llm = LLM(config.model, **fields)
+    params = SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0, ignore_eos=True)
+    return [out.output_token_ids for out in llm.generate(prompts, params)]
+
+
+def check(config: EngineConfig, reference: ValidationReference) -> CorrectnessReport:
+    """Reference equality plus prefix-caching and chunking invariance."""
+    prompts = reference.prompts
+    outputs = greedy(config, prompts)
+    flipped = greedy(config, prompts, enable_prefix_caching=not config.enable_prefix_caching)
+    chunked = greedy(config, prompts, enable_chunked_prefill=True, max_num_batched_tokens=16)
+    checks = {
+        "reference_outputs": outputs == reference.outputs and config.model == reference.model,
+        "prefix_caching_invariance": flipped == outputs,
+        "chunking_invariance": chunked == outputs,
+    }
+    details = {name: "ok" if ok else "outputs differ" for name, ok in checks.items()}
+    if config.model != reference.model:
+        details["reference_outputs"] = f"model {config.model} is not the frozen {reference.model}"
+    return CorrectnessReport(passed=all(checks.values()), checks=checks, details=details)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; see the module docstring."""
+    parser = argparse.ArgumentParser(prog="python -m perfloop.loop.correctness")
+    parser.add_argument("--config", type=Path, required=True, help="YAML EngineConfig of the target.")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--reference", type=Path, help="Frozen reference outputs to compare with.")
+    group.add_argument("--write-reference", type=Path, help="Write the reference outputs here.")
+    args = parser.parse_args(argv)
+    config = load_engine_config(args.config)
+    if args.write_reference:
+        prompts = fixed_prompts()
+        ref = ValidationReference(
+            model=config.model, prompts=prompts, max_tokens=MAX_TOKENS, outputs=greedy(config, prompts)
+        )
+        atomic_write_model(args.write_reference, ref)
+        print(ref.model_dump_json())
+        return 0
+    reference = ValidationReference.model_validate_json(args.reference.read_text())
+    report = check(config, reference)
+    print(report.model_dump_json())
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The quickstart: a real loop on the CPU against a deliberately mis-tuned bundled-engine config.
+
+It builds a scratch git repo whose `engine.yaml` is tuned badly for an agent-style
+shared-prefix workload (prefix caching off, CUDA graphs forced off, a tiny step token
+budget), names the engine's defaults as the peer, and runs the playbook patcher. The
+report says plainly that the headroom was planted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import git
+import yaml
+
+from perfloop.loop.spec import GoalSpec, parse_spec
+
+MISTUNED = {
+    "model": "preset:tiny-qwen3",
+    "enable_prefix_caching": False,
+    "enforce_eager": True,
+    "max_num_batched_tokens": 64,
+}
+PEER = "engine:--model preset:tiny-qwen3"
+README = """# quickstart target
+
+`engine.yaml` is a launch config for perfloop's bundled engine, **deliberately mis-tuned** for an
+agent-style shared-prefix workload: prefix caching off, CUDA graphs forced off, and a 64-token
+step budget that splits every prompt into many prefill chunks. `perfloop goal` finds and fixes
+what the profiler tables show, one reviewed candidate at a time.
+"""
+
+
+def make_target_repo(path: Path) -> Path:
+    """Create the scratch target repo (one commit) at `path`."""
+    path.mkdir(parents=True, exist_ok=False)
+    (path / "engine.yaml").write_text(yaml.safe_dump(MISTUNED, sort_keys=True))
+    (path / "README.md").write_text(README)
+    repo = git.Repo.init(path)
+    repo.git.add("-A")
+    actor = git.Actor("perfloop", "perfloop@localhost")
+    repo.index.commit("quickstart target: mis-tuned engine config", author=actor, committer=actor)
+    return path
+
+
+def quickstart_spec(repo: Path, artifact_root: Path, run_id: str) -> GoalSpec:
+    """The quickstart goal: beat the engine-defaults peer on a small shared-prefix workload."""
+    correctness = f"{sys.executable} -m perfloop.loop.correctness --config engine.yaml"
+    return parse_spec(
+        {
+            "objective_text": "Quickstart: recover the throughput a mis-tuned engine config loses on a "
+            "shared-prefix agent workload, and catch up with the engine's defaults.",
+            "target": {
+                "repo": str(repo),
+                "engine_config_file": "engine.yaml",
+                "allowed_paths": ["engine.yaml"],
+                "correctness": correctness + " --reference {reference}",
+                "reference_command": correctness + " --write-reference {reference}",
+            },
+            "peers": [{"name": "engine-defaults", "launch": PEER}],
+            "workload": {
+                "kind": "shared-prefix",
+                "num_groups": 2,
+                "prompts_per_group": 8,
+                "system_prompt_len": 256,
+                "question_len": 16,
+                "output_len": 16,
+            },
+            "measure": {"trials": 3, "aa_trials": 3, "profile_requests": 8},
+            "budgets": {"max_rounds": 6, "max_wall_s": 1200},
+            "artifact_root": str(artifact_root),
+            "run_id": run_id,
+        }
+    )
