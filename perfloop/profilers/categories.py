@@ -12,7 +12,16 @@ from functools import lru_cache
 CATEGORY_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "communication",
-        ("nccl", "allreduce", "all_reduce", "allgather", "all_gather", "reduce_scatter", "alltoall", "c10d::"),
+        (
+            "nccl",
+            "allreduce",
+            "all_reduce",
+            "allgather",
+            "all_gather",
+            "reduce_scatter",
+            "alltoall",
+            "c10d::",
+        ),
     ),
     (
         "memory",

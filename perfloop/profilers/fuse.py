@@ -55,7 +55,9 @@ class FusePattern(BaseModel):
     fused: list[str] = Field(default_factory=list, description="Keywords of the already-fused kernel.")
     fused_paths: list[FusedPath] = Field(min_length=1)
     min_share: float = Field(0.25, ge=0, description="Below this share (%) a split match is not reported.")
-    likely_share: float = Field(3.0, ge=0, description="At or above this share (%) a split match is confirmed.")
+    likely_share: float = Field(
+        3.0, ge=0, description="At or above this share (%) a split match is confirmed."
+    )
     examples: Examples
 
     @field_validator("split", "fused", "exclude")
@@ -140,7 +142,9 @@ def _match_at(
     return run, pos
 
 
-def fuse_table(acts: list[Activity], catalog: FuseCatalog | None = None, show_all: bool = False) -> list[dict]:
+def fuse_table(
+    acts: list[Activity], catalog: FuseCatalog | None = None, show_all: bool = False
+) -> list[dict]:
     """One row per (pattern, status) found; time no pattern claims forms the closing row."""
     catalog = catalog or load_catalog()
     total = sum(a.dur for a in acts)
@@ -153,7 +157,9 @@ def fuse_table(acts: list[Activity], catalog: FuseCatalog | None = None, show_al
         for status, idx in (("fused", fused), ("split", split)):
             if idx:
                 rows.append(_row(p, status, [acts[i] for i in idx], total))
-    shown = [r for r in rows if show_all or (r["Share"] >= MIN_SHARE_PCT and r["Confidence"] != "below threshold")]
+    shown = [
+        r for r in rows if show_all or (r["Share"] >= MIN_SHARE_PCT and r["Confidence"] != "below threshold")
+    ]
     rest = total - sum(r["_ns"] for r in shown)
     out = [{k: v for k, v in r.items() if k != "_ns"} for r in shown]
     out.append(

@@ -139,7 +139,9 @@ def _gap_rows(gaps: list[tuple[int, int]], acts: list[Activity], trace: Trace, w
         before = next((n for t, n in reversed(ends) if t <= s), "(start)")
         after = next((n for t, n in starts if t >= e), "(end)")
         host = f"; host in {ctx.site}" if ctx and ctx.site and op != ctx.site else ""
-        rows.append(_row("gap", f"idle gap {k + 1}", e - s, wall, 1, op, f"after {before} before {after}{host}"))
+        rows.append(
+            _row("gap", f"idle gap {k + 1}", e - s, wall, 1, op, f"after {before} before {after}{host}")
+        )
     return rows
 
 
@@ -147,7 +149,15 @@ def _launch_rows(acts: list[Activity], trace: Trace, wall: int) -> list[dict]:
     if not trace.has_device:
         durs = [a.dur for a in acts]
         return [
-            _row("launch", "op dispatches", sum(durs), wall, len(acts), "", f"median op {statistics.median(durs) / 1000:.1f} us")
+            _row(
+                "launch",
+                "op dispatches",
+                sum(durs),
+                wall,
+                len(acts),
+                "",
+                f"median op {statistics.median(durs) / 1000:.1f} us",
+            )
         ]
     launches = {(a.launch_start, a.launch_end) for a in acts if a.launch_start is not None}
     cost = sum(e - s for s, e in launches)
@@ -155,18 +165,39 @@ def _launch_rows(acts: list[Activity], trace: Trace, wall: int) -> list[dict]:
     graphs = {a.graph for a in acts if a.graph is not None}
     rows = [
         _row("launch", "kernel launches", cost, wall, len(launches), "", "host time inside launch calls"),
-        _row("launch", "graph launches", 0, wall, len(graphs), "", f"{sum(a.graph is not None for a in acts)} replayed kernels"),
+        _row(
+            "launch",
+            "graph launches",
+            0,
+            wall,
+            len(graphs),
+            "",
+            f"{sum(a.graph is not None for a in acts)} replayed kernels",
+        ),
     ]
     if delays:
         mean_delay = int(statistics.mean(delays))
-        rows.append(_row("launch", "launch -> start delay (mean)", mean_delay, wall, len(delays), "", "kernel start minus launch call"))
+        rows.append(
+            _row(
+                "launch",
+                "launch -> start delay (mean)",
+                mean_delay,
+                wall,
+                len(delays),
+                "",
+                "kernel start minus launch call",
+            )
+        )
     return rows
 
 
 def _verdict(acts: list[Activity], idle_pct: float) -> dict:
     median = statistics.median(a.dur for a in acts)
     if idle_pct >= LAUNCH_BOUND_IDLE and median < SMALL_KERNEL_NS:
-        verdict, detail = "launch-bound", "device idle between many small kernels: cut launches (CUDA graphs, fusion)"
+        verdict, detail = (
+            "launch-bound",
+            "device idle between many small kernels: cut launches (CUDA graphs, fusion)",
+        )
     elif idle_pct >= LAUNCH_BOUND_IDLE:
         verdict, detail = "host-bound", "device waits on host work between kernels"
     else:

@@ -39,9 +39,16 @@ _SOURCE_PRIORITY = (
     ("torch/", 20),
     ("site-packages/", 60),
 )
-_LOW_SIGNAL = frozenset({"__call__", "_call_impl", "_wrapped_call_impl", "decorate_context", "wrapper", "inner"})
+_LOW_SIGNAL = frozenset(
+    {"__call__", "_call_impl", "_wrapped_call_impl", "decorate_context", "wrapper", "inner"}
+)
 _NOISE = ("threading", "asyncio", "concurrent/", "selectors")
-_SCOPES = {"perfloop.attn": "attn", "perfloop.mlp": "mlp", "perfloop.logits": "logits", "perfloop.sample": "sample"}
+_SCOPES = {
+    "perfloop.attn": "attn",
+    "perfloop.mlp": "mlp",
+    "perfloop.logits": "logits",
+    "perfloop.sample": "sample",
+}
 
 
 @dataclass(slots=True)
@@ -283,9 +290,11 @@ def _fill_stages(acts: list[Activity], trace: Trace) -> None:
     for a in acts:
         if not a.stage:
             a.stage = next((s for lo, hi, s in gpu_ann if lo <= a.start < hi), "")
-    anchors = [(a.start, s) for a in acts if a.category == "attention" and (s := anchor_stage(a.name, a.input_dims))]
+    anchors = [
+        (a.start, s) for a in acts if a.category == "attention" and (s := anchor_stage(a.name, a.input_dims))
+    ]
     stages = fill_from_anchors([a.start for a in acts], [a.stage or None for a in acts], anchors)
-    for a, s in zip(acts, stages):
+    for a, s in zip(acts, stages, strict=True):
         a.stage = s or UNKNOWN
 
 

@@ -13,7 +13,15 @@ from perfloop.profilers.categories import COMPUTE_CATEGORIES
 from perfloop.profilers.kernel_table import MIN_SHARE_PCT, group_by_name, pct
 from perfloop.profilers.links import Activity
 
-OVERLAP_COLUMNS = ("Priority", "Verdict", "Kernel", "Python scope", "Formal signal", "Dep risk", "Recommendation")
+OVERLAP_COLUMNS = (
+    "Priority",
+    "Verdict",
+    "Kernel",
+    "Python scope",
+    "Formal signal",
+    "Dep risk",
+    "Recommendation",
+)
 _WEIGHT = {"communication": 1.3, "memory": 1.15, "other": 0.8}
 HEADROOM_MIN_NS = 5_000
 HEADROOM_EXCL = 0.45
@@ -71,7 +79,10 @@ def dep_risks(acts: list[Activity]) -> list[tuple[bool, bool]]:
             a = acts[i]
             prev = acts[idx[pos - 1]] if pos > 0 else None
             nxt = acts[idx[pos + 1]] if pos + 1 < len(idx) else None
-            risks[i] = (_tight(prev, a, a.start - prev.end if prev else 0), _tight(nxt, a, nxt.start - a.end if nxt else 0))
+            risks[i] = (
+                _tight(prev, a, a.start - prev.end if prev else 0),
+                _tight(nxt, a, nxt.start - a.end if nxt else 0),
+            )
     return risks
 
 
@@ -94,7 +105,9 @@ def _risk_label(prev_frac: float, next_frac: float) -> str:
     return "unclear (adjacency unclear)"
 
 
-def _decide(share: float, total: int, excl: float, hid: float, category: str, risk: str) -> tuple[str, str, str]:
+def _decide(
+    share: float, total: int, excl: float, hid: float, category: str, risk: str
+) -> tuple[str, str, str]:
     """(priority, verdict, recommendation) by the anchor's ordered rules."""
     headroom = total >= HEADROOM_MIN_NS and excl >= HEADROOM_EXCL
     low_roi = category in ("elementwise", "memory") and hid >= HIDDEN_LOW_ROI
@@ -136,7 +149,9 @@ def overlap_table(acts: list[Activity], show_all: bool = False) -> list[dict]:
             continue
         risk = _risk_label(sum(risks[i][0] for i in ids) / len(ids), sum(risks[i][1] for i in ids) / len(ids))
         category = group[0].category
-        prio, verdict, rec = _decide(share, total, excl / total if total else 0, hid / total if total else 0, category, risk)
+        prio, verdict, rec = _decide(
+            share, total, excl / total if total else 0, hid / total if total else 0, category, risk
+        )
         scope = Counter(a.scope for a in group).most_common(1)[0][0]
         row = {
             "Priority": prio,

@@ -58,12 +58,14 @@ def _sdpa_stage(input_dims: str) -> str | None:
     return "decode" if query[-2] == 1 else "prefill"
 
 
-def fill_from_anchors(times: list[int], stages: list[str | None], anchors: list[tuple[int, str]]) -> list[str]:
+def fill_from_anchors(
+    times: list[int], stages: list[str | None], anchors: list[tuple[int, str]]
+) -> list[str]:
     """Give each unstaged time the stage of the nearest anchor within ANCHOR_WINDOW_NS, else `all`."""
     anchors = sorted(anchors)
     keys = [t for t, _ in anchors]
     out: list[str] = []
-    for t, stage in zip(times, stages):
+    for t, stage in zip(times, stages, strict=True):
         if stage is not None:
             out.append(stage)
             continue

@@ -65,7 +65,9 @@ def by_stage(acts: list[Activity], stages: list[str] | None = None) -> dict[str,
     return dict(sorted(groups.items()))
 
 
-def stage_tables(acts: list[Activity], trace: Trace, steps: list[Event], show_all: bool = False) -> dict[str, list[dict]]:
+def stage_tables(
+    acts: list[Activity], trace: Trace, steps: list[Event], show_all: bool = False
+) -> dict[str, list[dict]]:
     """The four tables of one stage."""
     return {
         "kernel_table": kernel_table(acts, show_all),
@@ -95,6 +97,8 @@ def analyze(
     for stage, stage_acts in by_stage(acts, stages).items():
         tables = stage_tables(stage_acts, trace, steps, show_all)
         for name, rows in tables.items():
-            write_table(Path(out_dir) / stage, name, f"{TITLES[name]} ({stage})", TABLE_COLUMNS[name], rows, formats)
+            write_table(
+                Path(out_dir) / stage, name, f"{TITLES[name]} ({stage})", TABLE_COLUMNS[name], rows, formats
+            )
         result[stage] = tables
     return result

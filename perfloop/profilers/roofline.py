@@ -1,0 +1,156 @@
+"""FLOPs and bytes per operator of one prefill and one decode step, their time floor on a GPU,
+and, given measured times, achieved MFU / MBU per operator family."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from perfloop.engine.model_config import ModelConfig
+from perfloop.profilers.gpus import GpuSpec
+
+ROOFLINE_COLUMNS = ("Stage", "Operator", "Family", "GFLOPs", "MB", "Intensity", "Floor (us)", "Bound")
+
+
+class OpCost(BaseModel):
+    """One operator of one step, summed over layers."""
+
+    stage: str
+    operator: str
+    family: str  # gemm | attention | other, matching the kernel-table categories
+    flops: float
+    bytes: float
+
+
+def load_model_config(model: str) -> ModelConfig:
+    """`preset:NAME` (shape only, nothing materialised), a model directory, or a config.json path."""
+    if model.startswith("preset:"):
+        from perfloop.engine.presets import PRESETS
+
+        name = model.split(":", 1)[1]
+        if name not in PRESETS:
+            raise ValueError(f"model: unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        return ModelConfig.from_hf(PRESETS[name])
+    path = Path(model)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.exists():
+        raise ValueError(f"model: {model} is neither preset:NAME, a model directory nor a config.json")
+    return ModelConfig.from_hf(json.loads(path.read_text()))
+
+
+def step_costs(cfg: ModelConfig, batch: int, context: int, stage: str, dtype_bytes: int = 2) -> list[OpCost]:
+    """Costs of one step: decode = `batch` new tokens attending to `context` cached tokens each;
+    prefill = `batch` prompts of `context` tokens (causal attention)."""
+    h, inter, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+    nq, nkv, hd, n_layers = (
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.head_dim,
+        cfg.num_hidden_layers,
+    )
+    tokens = batch if stage == "decode" else batch * context
+    b = dtype_bytes
+
+    def gemm(name: str, k: int, n: int, layers: int = n_layers) -> OpCost:
+        # weights read once per step; activations in and out per token
+        return OpCost(
+            stage=stage,
+            operator=name,
+            family="gemm",
+            flops=2.0 * tokens * k * n * layers,
+            bytes=float((k * n + tokens * (k + n)) * b * layers),
+        )
+
+    qkv_out = (nq + 2 * nkv) * hd
+    if stage == "decode":
+        attn_flops = 4.0 * batch * context * nq * hd * n_layers
+        kv_bytes = 2.0 * batch * context * nkv * hd * b * n_layers
+    else:
+        attn_flops = 4.0 * batch * (context * (context + 1) / 2) * nq * hd * n_layers
+        kv_bytes = 2.0 * batch * context * nkv * hd * b * n_layers
+    q_io = 2.0 * tokens * nq * hd * b * n_layers
+    elementwise = 2.0 * tokens * h * b * n_layers * 6  # two norms, two residual adds, rope, act: read+write
+    return [
+        gemm("qkv_proj", h, qkv_out),
+        OpCost(
+            stage=stage, operator="attention", family="attention", flops=attn_flops, bytes=kv_bytes + q_io
+        ),
+        gemm("o_proj", nq * hd, h),
+        gemm("gate_up_proj", h, 2 * inter),
+        gemm("down_proj", inter, h),
+        OpCost(
+            stage=stage,
+            operator="norms+residual+rope+act",
+            family="other",
+            flops=10.0 * tokens * h * n_layers,
+            bytes=elementwise,
+        ),
+        gemm("lm_head", h, v, layers=1),
+    ]
+
+
+def floor_us(op: OpCost, gpu: GpuSpec) -> float:
+    """The roofline time floor: the slower of compute at peak and memory at full bandwidth."""
+    return max(op.flops / (gpu.bf16_tflops * 1e12), op.bytes / (gpu.memory_bandwidth_tbs * 1e12)) * 1e6
+
+
+def roofline_table(costs: list[OpCost], gpu: GpuSpec) -> list[dict]:
+    """Rows per operator plus a total row per stage."""
+    rows = []
+    for stage in dict.fromkeys(c.stage for c in costs):
+        ops = [c for c in costs if c.stage == stage]
+        for op in ops:
+            rows.append(_row(op, gpu))
+        total = OpCost(
+            stage=stage,
+            operator="total",
+            family="all",
+            flops=sum(o.flops for o in ops),
+            bytes=sum(o.bytes for o in ops),
+        )
+        row = _row(total, gpu)
+        row["Floor (us)"] = round(sum(floor_us(o, gpu) for o in ops), 2)
+        rows.append(row)
+    return rows
+
+
+def _row(op: OpCost, gpu: GpuSpec) -> dict:
+    ridge = gpu.bf16_tflops / gpu.memory_bandwidth_tbs  # FLOPs per byte where the two limits meet
+    intensity = op.flops / op.bytes if op.bytes else 0.0
+    return {
+        "Stage": op.stage,
+        "Operator": op.operator,
+        "Family": op.family,
+        "GFLOPs": round(op.flops / 1e9, 3),
+        "MB": round(op.bytes / 1e6, 3),
+        "Intensity": round(intensity, 2),
+        "Floor (us)": round(floor_us(op, gpu), 2),
+        "Bound": "compute" if intensity >= ridge else "memory",
+    }
+
+
+ACHIEVED_COLUMNS = ("Stage", "Family", "Measured (us)", "Floor (us)", "MFU %", "MBU %")
+
+
+def achieved(costs: list[OpCost], measured_us: dict[tuple[str, str], float], gpu: GpuSpec) -> list[dict]:
+    """MFU / MBU per (stage, family) from measured per-step device time of that family."""
+    rows = []
+    for (stage, family), us in sorted(measured_us.items()):
+        ops = [c for c in costs if c.stage == stage and c.family == family]
+        if not ops or us <= 0:
+            continue
+        flops, nbytes = sum(o.flops for o in ops), sum(o.bytes for o in ops)
+        rows.append(
+            {
+                "Stage": stage,
+                "Family": family,
+                "Measured (us)": round(us, 2),
+                "Floor (us)": round(sum(floor_us(o, gpu) for o in ops), 2),
+                "MFU %": round(100 * flops / (us * 1e-6) / (gpu.bf16_tflops * 1e12), 2),
+                "MBU %": round(100 * nbytes / (us * 1e-6) / (gpu.memory_bandwidth_tbs * 1e12), 2),
+            }
+        )
+    return rows
