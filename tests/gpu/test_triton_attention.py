@@ -237,3 +237,30 @@ def test_decode_cuda_graph_replay(triton_kernels, make_step, bucket) -> None:
     nxt.k_cache, nxt.v_cache = first.k_cache[:n].clone(), first.v_cache[:n].clone()
     ref, _, _ = oracle(nxt)
     assert_close(out, ref, torch.bfloat16)
+
+
+# --------------------------------------------------------------------------------- kernel benchmark
+
+
+def test_kernel_bench_counts_each_kv_row_once() -> None:
+    from perfloop.engine.attention.kernel_bench import DecodeShape, decode_bytes
+
+    kv = 2 * 256 * 1024 * 8 * 128 * 2  # K and V of the shape, bf16: 1 GiB
+    q_out = 2 * 256 * 16 * 128 * 2
+    tables = 256 * (1024 // 16) * 4 + 256 * 4
+    assert decode_bytes(DecodeShape(), block_size=16) == kv + q_out + tables
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_kernel_bench_reports_bandwidth_share(triton_kernels, tmp_path) -> None:
+    from perfloop.engine.attention.kernel_bench import DecodeShape, KernelBenchResult, run_kernel_bench
+
+    result = run_kernel_bench(DecodeShape(batch=64, context=512), block_sizes=[16, 128], sweep=False)
+    assert len(result.runs) == 2 and result.copy_bandwidth_gbs > 100
+    for run in result.runs:
+        assert 0 < run.fraction_of_copy < 1.5
+        assert run.max_abs_err < 1.5e-2
+    path = tmp_path / "kernel_bench.json"
+    path.write_text(result.model_dump_json())
+    assert KernelBenchResult.model_validate_json(path.read_text()).best == result.best
