@@ -191,11 +191,9 @@ class AsyncEngine:
                 if output.finished and output.finish_reason == "stop" and ids and ids[-1] == eos_token_id:
                     ids = ids[:-1]  # the end-of-sequence token has no text
                 text = detokenizer.push(ids)
-                reason = output.finish_reason if output.finished else None
-                if detokenizer.stopped:
-                    reason = "stop"
-                elif output.finished:
+                if output.finished:
                     text += detokenizer.flush()
+                reason = "stop" if detokenizer.stopped else output.finish_reason if output.finished else None
                 finished = reason is not None
                 yield Delta(text=text, num_new_tokens=len(output.new_token_ids), finish_reason=reason)
         finally:
@@ -288,6 +286,8 @@ class AsyncEngine:
                 self._stats = engine.stats()
                 if outputs:
                     self._call_soon(self._deliver, outputs, time.perf_counter())
+                    # Hand the GIL to the event loop now rather than after the 5 ms switch interval.
+                    time.sleep(0)
 
     def _drain_commands(self, engine: LLMEngine, block: bool) -> bool:
         """Run queued commands; False when asked to stop."""
