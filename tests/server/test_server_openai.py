@@ -1,4 +1,4 @@
-"""The real server, driven by the official `openai` client: outputs, streaming, usage, concurrency, profiling."""
+"""The real server and the official `openai` client: outputs, SSE, usage, concurrency, profiling."""
 
 from __future__ import annotations
 

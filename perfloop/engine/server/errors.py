@@ -61,10 +61,14 @@ def error_response(
 
 def _param_of(loc: tuple[int | str, ...]) -> str | None:
     """`("body", "messages", 0, "role")` -> `messages.0.role`; None for the body as a whole."""
-    parts = [str(p) for p in loc[1:] if not str(p).startswith(("function-", "union["))]
-    # pydantic names union members in the location ("str", "list[int]"); keep the field path.
-    parts = [p for p in parts if p not in {"str", "list[int]", "list[str]", "list[ContentPart]", "int"}]
+    # pydantic also names union members and validators in the location ("str", "list[int]",
+    # "function-after[...]"); those are not fields, so they are left out.
+    parts = [str(p) for p in loc[1:] if isinstance(p, int) or not _is_type_tag(str(p))]
     return ".".join(parts) or None
+
+
+def _is_type_tag(part: str) -> bool:
+    return part in {"str", "int", "float", "bool"} or "[" in part or "-" in part
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:

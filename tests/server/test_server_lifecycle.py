@@ -1,0 +1,111 @@
+"""Client disconnects free KV blocks, a full queue answers 429, and SIGTERM/SIGINT stop the server cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import threading
+
+import httpx
+import openai
+import pytest
+
+pytestmark = pytest.mark.slow
+
+MODEL = "preset:tiny-qwen3"
+
+
+def _first_chunks(url: str, body: dict, n: int) -> None:
+    """Open a stream, read n data lines, then drop the connection."""
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        seen = 0
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                seen += 1
+                if seen >= n:
+                    return
+
+
+def test_disconnect_aborts_and_frees_blocks(start, poll) -> None:
+    server = start("--max-model-len", "4096")
+    body = {"model": MODEL, "prompt": "x" * 200, "max_tokens": 3000, "stream": True, "ignore_eos": True}
+    seen_busy: list[dict[str, float]] = []
+
+    def watch() -> None:
+        while not seen_busy:
+            metrics = server.metrics()
+            if metrics["perfloop:num_requests_running"] == 1:
+                seen_busy.append(metrics)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    _first_chunks(server.url, body, 5)
+    watcher.join(timeout=10)
+    assert seen_busy and seen_busy[0]["perfloop:kv_cache_blocks_used"] >= 13  # 200 prompt tokens / 16
+    # 3000 tokens would take tens of seconds; the abort frees everything long before.
+    assert poll(lambda: server.metrics()["perfloop:kv_cache_blocks_used"] == 0, timeout=5)
+    metrics = server.metrics()
+    assert metrics["perfloop:num_requests_running"] == 0
+    assert metrics["perfloop:generation_tokens_total"] < 3000
+
+
+def test_full_queue_answers_429_with_retry_after(start) -> None:
+    server = start("--max-num-seqs", "1", "--max-queue", "2")
+
+    async def one(client: openai.AsyncOpenAI) -> int | openai.RateLimitError:
+        try:
+            result = await client.completions.create(
+                model=MODEL, prompt="queue", max_tokens=60, extra_body={"ignore_eos": True}
+            )
+        except openai.RateLimitError as exc:
+            return exc
+        return result.usage.completion_tokens
+
+    async def run_all() -> list[int | openai.RateLimitError]:
+        client = server.async_client()
+        return await asyncio.gather(*(one(client) for _ in range(8)))
+
+    results = asyncio.run(run_all())
+    rejected = [r for r in results if isinstance(r, openai.RateLimitError)]
+    served = [r for r in results if isinstance(r, int)]
+    assert rejected and served
+    assert all(r == 60 for r in served)
+    for exc in rejected:
+        assert exc.status_code == 429
+        assert int(exc.response.headers["retry-after"]) >= 1
+        assert "queue" in exc.body["message"]
+    assert server.metrics()["perfloop:request_rejected_queue_full_total"] == len(rejected)
+    assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+
+
+def test_sigterm_finishes_in_flight_then_exits_0(start, stop) -> None:
+    server = start()
+    body = {"model": MODEL, "prompt": "bye", "max_tokens": 150, "stream": True, "ignore_eos": True}
+    events: list[dict] = []
+    got_first = threading.Event()
+
+    def stream() -> None:
+        with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=60) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    events.append(json.loads(line[6:]))
+                    got_first.set()
+
+    reader = threading.Thread(target=stream)
+    reader.start()
+    assert got_first.wait(timeout=30)
+    server.proc.send_signal(signal.SIGTERM)
+    reader.join(timeout=60)
+    assert stop(server) == 0
+    assert events[-1]["choices"][0]["finish_reason"] == "length"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{server.url}/health", timeout=2)
+
+
+def test_sigint_exits_0(start) -> None:
+    server = start()
+    server.proc.send_signal(signal.SIGINT)
+    assert server.proc.wait(timeout=30) == 0
+    assert "Traceback" not in server.log()
