@@ -20,8 +20,8 @@ from perfloop.profilers.stages import (
     anchor_stage,
     annotation_stage,
     fill_from_anchors,
-    is_step_window,
     perfloop_step_stage,
+    step_windows,
 )
 from perfloop.profilers.trace import Event, Trace
 
@@ -261,8 +261,7 @@ def _device_activities(trace: Trace) -> list[Activity]:
 
 
 def _step_index(trace: Trace) -> dict[int, int]:
-    windows = sorted((a for a in trace.annotations if is_step_window(a.name)), key=lambda e: e.start)
-    return {id(ev): i for i, ev in enumerate(windows)}
+    return {id(ev): i for i, ev in enumerate(step_windows(trace.annotations))}
 
 
 def _activity(ev: Event, stream: str, ctx: Context, op: str, dims: str, steps: dict[int, int]) -> Activity:

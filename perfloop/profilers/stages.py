@@ -6,6 +6,8 @@ import bisect
 import json
 import re
 
+from perfloop.profilers.trace import Event
+
 STEP_PREFIX = "perfloop.step."
 LAYER_PREFIX = "perfloop.layer."
 UNKNOWN = "all"
@@ -31,8 +33,15 @@ def annotation_stage(name: str) -> str | None:
 
 
 def is_step_window(name: str) -> bool:
-    """Annotations that delimit one engine step: perfloop's own, else the profiler schedule's."""
+    """Annotations that can delimit one engine step: perfloop's own, or the profiler schedule's."""
     return name.startswith(STEP_PREFIX) or name.startswith("ProfilerStep#")
+
+
+def step_windows(annotations: list[Event]) -> list[Event]:
+    """Step windows in time order: perfloop's step annotations when present, else ProfilerStep#N."""
+    own = [a for a in annotations if a.name.startswith(STEP_PREFIX)]
+    windows = own or [a for a in annotations if a.name.startswith("ProfilerStep#")]
+    return sorted(windows, key=lambda e: e.start)
 
 
 def anchor_stage(name: str, input_dims: str) -> str | None:

@@ -11,7 +11,7 @@ from perfloop.profilers.kernel_table import KERNEL_COLUMNS, kernel_table
 from perfloop.profilers.links import Activity, apply_mapping, build_activities
 from perfloop.profilers.overlap import OVERLAP_COLUMNS, overlap_table
 from perfloop.profilers.render import FORMATS, write_table
-from perfloop.profilers.stages import is_step_window
+from perfloop.profilers.stages import step_windows
 from perfloop.profilers.trace import Event, Trace, load_trace
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -49,7 +49,7 @@ def load_activities(trace_path: Path, mapping_path: Path | None = None) -> tuple
 
 def step_events(trace: Trace) -> list[Event]:
     """Step windows in time order; Activity.step indexes into this list."""
-    return sorted((a for a in trace.annotations if is_step_window(a.name)), key=lambda e: e.start)
+    return step_windows(trace.annotations)
 
 
 def by_stage(acts: list[Activity], stages: list[str] | None = None) -> dict[str, list[Activity]]:

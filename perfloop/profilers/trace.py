@@ -146,7 +146,9 @@ def _event(ev: _RawEvent) -> Event:
     a = ev.args
     if a is None:
         return Event(ev.cat, ev.name, ev.pid, ev.tid, start, start + to_ns(ev.dur))
-    dims = bytes(a.input_dims).decode() if a.input_dims else ""
+    dims = (
+        "".join(bytes(a.input_dims).decode().split()) if a.input_dims else ""
+    )  # compact, like torch writes it
     tid = a.stream if ev.cat in KERNEL_CATS and a.stream is not None else ev.tid
     return Event(
         ev.cat,
