@@ -72,6 +72,8 @@ PREFILL_BATCHES = {
     "prefix_hit": ([32, 64], [20, 3]),
     "chunked_continuation": ([21, 50], [30, 17]),
     "mixed_decode_prefill": ([40, 0, 9, 70], [1, 33, 1, 12]),
+    "decodes_leading": ([40, 90, 7, 0], [1, 1, 1, 20]),
+    "decodes_trailing": ([30, 0, 17, 64], [25, 9, 1, 1]),
 }
 PREFILL_SHAPES = [
     (1, 64, 16, torch.float32),
@@ -120,7 +122,7 @@ def test_decode_graph_bucket_serves_shorter_contexts(triton_kernels, make_step, 
     step = make_step([9, 40], [1, 1], 4, 2, 32, 16, torch.float32, table_width=256, max_seq_len=4096)
     from perfloop.engine.attention.triton_backend import TritonAttention
 
-    assert TritonAttention().decode_splits(step.meta, 2, device) > 1
+    assert TritonAttention().decode_splits(2, step.meta.max_seq_len, 2, device) > 1
     check_against_oracle(triton_kernels, step)
 
 

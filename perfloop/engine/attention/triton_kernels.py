@@ -487,13 +487,15 @@ def _paged_prefill_kernel(
     tile = tl.program_id(0)
     kvh = tl.program_id(1)
 
-    # Sequence of this tile: the last i whose first tile (qsl[i] // BLOCK_Q + i) is <= tile.
+    # Sequence of this tile: the last i whose first tile ((qsl[i] - qsl[0]) // BLOCK_Q + i) is <= tile.
+    # qsl values are absolute rows of q/out, so a slice of the batch (qsl[j:]) works unchanged.
+    base = tl.load(query_start_loc_ptr)
     i_vec = tl.arange(0, BLOCK_B)
-    starts = tl.load(query_start_loc_ptr + i_vec, mask=i_vec < num_seqs, other=0) // BLOCK_Q + i_vec
+    starts = (tl.load(query_start_loc_ptr + i_vec, mask=i_vec < num_seqs, other=0) - base) // BLOCK_Q + i_vec
     seq = tl.sum(((starts <= tile) & (i_vec < num_seqs)).to(tl.int32), 0) - 1
     q_begin = tl.load(query_start_loc_ptr + seq)
     q_len = tl.load(query_start_loc_ptr + seq + 1) - q_begin
-    q0 = (tile - (q_begin // BLOCK_Q + seq)) * BLOCK_Q
+    q0 = (tile - ((q_begin - base) // BLOCK_Q + seq)) * BLOCK_Q
     if q0 >= q_len:
         return
     seq_len = tl.load(seq_lens_ptr + seq)
@@ -545,12 +547,16 @@ def paged_prefill(
     scale: float,
     out: torch.Tensor | None = None,
     config: PrefillConfig | None = None,
+    num_query_tokens: int | None = None,
 ) -> torch.Tensor:
     """Causal varlen attention of `q [T, Hq, D]` over each sequence's paged context (prefix + new).
 
-    The new tokens' K/V must already be in the cache (`store_kv`).
+    The new tokens' K/V must already be in the cache (`store_kv`). `query_start_loc` holds absolute
+    rows of `q`/`out`, so a run of sequences can be served alone by passing slices of
+    `query_start_loc`/`seq_lens`/`block_tables` and their token count as `num_query_tokens`.
     """
-    num_tokens, num_heads, head_dim = q.shape
+    total_tokens, num_heads, head_dim = q.shape
+    num_tokens = total_tokens if num_query_tokens is None else num_query_tokens
     num_kv_heads = k_cache.shape[2]
     num_seqs = seq_lens.shape[0]
     _check_head_dim(head_dim)
