@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from perfloop.bench.launcher import LaunchError, Launcher
+from perfloop.bench.launcher import Launcher, LaunchError
 from perfloop.bench.result import BenchResult, read_records, result_schema
 from perfloop.bench.runner import BenchSpec, _measure, run_benchmark
 from perfloop.bench.workloads import build_requests

@@ -1,0 +1,247 @@
+"""One GPU call: engine correctness on CUDA, then the standard-workload and batch-1 benchmarks.
+
+    python -m perfloop.bench.gpu_suite --out DIR [--parts correctness,standard,hf,llama8b,profile]
+
+Prints a short table last and writes `suite.json` (+ bench JSON, profile tables) into DIR.
+Each figure in artifacts/runs/*-h200-standard/ comes from this command.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from perfloop.bench.runner import BenchSpec, run_benchmark
+from perfloop.bench.workloads import WorkloadSpec, build_requests
+from perfloop.engine.llm import LLM
+from perfloop.engine.sampling import SamplingParams
+
+app = typer.Typer(add_completion=False)
+STANDARD_FLAGS = "--max-num-seqs 256 --max-num-batched-tokens 16384 --block-size 256"
+
+
+def _prompts(n: int, lo: int, hi: int, seed: int, vocab: int = 512) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(lo, hi, (n,), generator=g).tolist()
+    return [torch.randint(0, vocab, (k,), generator=g).tolist() for k in lens]
+
+
+def _tokens(llm: LLM, prompts: list[list[int]], max_tokens: list[int]) -> list[list[int]]:
+    params = [SamplingParams(max_tokens=m, temperature=0, ignore_eos=True) for m in max_tokens]
+    return [o.output_token_ids for o in llm.generate(prompts, params)]
+
+
+def correctness() -> dict[str, Any]:
+    """fp32 greedy tokens: triton + CUDA graphs == torch eager == HF, under every scheduler feature."""
+    shared = _prompts(1, 200, 201, seed=5)[0]
+    prompts = [shared + p for p in _prompts(20, 1, 60, seed=6)] + _prompts(28, 1, 300, seed=7)
+    max_tokens = [8 + (i * 7) % 57 for i in range(len(prompts))]  # staggered ends walk every graph bucket
+    base = dict(model="preset:tiny-qwen3", dtype="float32", device="cuda", max_num_seqs=48)
+    ref = _tokens(
+        LLM(**base, attention_backend="torch", enforce_eager=True, enable_prefix_caching=False),
+        prompts,
+        max_tokens,
+    )
+    variants = {
+        "triton+graphs": dict(),
+        "triton+graphs prefix-cache": dict(enable_prefix_caching=True),
+        "triton chunked budget 64": dict(max_num_batched_tokens=64),
+        "triton small pool (preemption)": dict(num_kv_blocks=40, block_size=16),
+    }
+    results: dict[str, Any] = {}
+    for name, extra in variants.items():
+        llm = LLM(**{**base, "attention_backend": "triton", **extra})
+        got = _tokens(llm, prompts, max_tokens)
+        st = llm.engine.stats()
+        results[name] = {
+            "identical": got == ref,
+            "mismatched": sum(a != b for a, b in zip(got, ref, strict=True)),
+            "prefix_hits": st.prefix_cache_hits,
+            "chunks": st.num_prefill_chunks,
+            "preemptions": st.num_preemptions,
+        }
+    results["hf_fp32_identical"] = _hf_matches(prompts[:8], ref[:8], max_tokens[:8])
+    results["bf16_qwen3_0.6b"] = _bf16_logits()
+    return results
+
+
+def _hf_matches(prompts: list[list[int]], ref: list[list[int]], max_tokens: list[int]) -> bool:
+    import transformers
+
+    from perfloop.engine.presets import resolve_model
+
+    hf = transformers.AutoModelForCausalLM.from_pretrained(
+        resolve_model("preset:tiny-qwen3"), dtype=torch.float32
+    )
+    hf = hf.cuda().eval()
+    ok = True
+    for p, r, m in zip(prompts, ref, max_tokens, strict=True):
+        out = hf.generate(
+            torch.tensor([p], device="cuda"),
+            max_new_tokens=m,
+            min_new_tokens=m,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
+        ok &= out[0, len(p) :].tolist() == r
+    return ok
+
+
+def _bf16_logits() -> dict[str, float]:
+    from perfloop.engine.scheduler import ScheduledBatch
+    from perfloop.engine.sequence import Sequence
+
+    prompts = _prompts(16, 50, 600, seed=9, vocab=10000)
+    logits = {}
+    for backend in ("torch", "triton"):
+        llm = LLM("preset:qwen3-0.6b", attention_backend=backend, enforce_eager=True, num_kv_blocks=512)
+        eng = llm.engine
+        seqs = [Sequence(f"l{i}", p, SamplingParams()) for i, p in enumerate(prompts)]
+        for s in seqs:
+            eng.blocks.allocate(s, s.num_tokens)
+        logits[backend] = eng.runner.logits_for(ScheduledBatch(seqs, [s.num_tokens for s in seqs]))
+        del llm, eng
+        torch.cuda.empty_cache()
+    diff = (logits["torch"] - logits["triton"]).abs()
+    agree = (logits["torch"].argmax(-1) == logits["triton"].argmax(-1)).float().mean().item()
+    return {
+        "max_abs_diff": diff.max().item(),
+        "mean_abs_diff": diff.mean().item(),
+        "logit_scale": logits["torch"].abs().mean().item(),
+        "argmax_agreement": agree,
+    }
+
+
+def standard(out: Path) -> dict[str, Any]:
+    """The standard workload (nano-vllm's) through the in-process engine backend."""
+    spec = BenchSpec(
+        launch=f"engine:--model preset:qwen3-0.6b {STANDARD_FLAGS}",
+        workload=WorkloadSpec(kind="standard"),
+        num_warmups=2,
+        output=str(out / "standard.json"),
+        progress=False,
+    )
+    result = run_benchmark(spec)
+    return {
+        "output_throughput": result.output_throughput,
+        "duration": result.duration,
+        "total_output_tokens": result.total_output_tokens,
+        "total_input_tokens": result.total_input_tokens,
+        "completed": result.completed,
+    }
+
+
+def hf_slice(n: int) -> dict[str, Any]:
+    """HF transformers continuous batching on the first n requests of the standard workload."""
+    import transformers
+
+    from perfloop.engine.presets import resolve_model
+
+    reqs = build_requests(WorkloadSpec(kind="standard"))[:n]
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        resolve_model("preset:qwen3-0.6b"), dtype=torch.bfloat16, attn_implementation="paged|sdpa"
+    ).cuda()
+    cfg = transformers.GenerationConfig(
+        max_new_tokens=max(r.output_len for r in reqs), do_sample=False, eos_token_id=-1, pad_token_id=0
+    )
+    model.generate_batch([reqs[0].prompt], generation_config=cfg, progress_bar=False)  # warm-up
+    t0 = time.perf_counter()
+    outs = model.generate_batch([r.prompt for r in reqs], generation_config=cfg, progress_bar=False)
+    dur = time.perf_counter() - t0
+    tokens = sum(
+        min(len(o.generated_tokens), r.output_len) for o, r in zip(outs.values(), reqs, strict=False)
+    )
+    return {
+        "requests": n,
+        "output_tokens": tokens,
+        "duration": dur,
+        "output_throughput": tokens / dur,
+        "note": "max_new_tokens = the slice's longest output for every request; tokens counted up to each "
+        "request's own length",
+    }
+
+
+def llama8b() -> dict[str, Any]:
+    """Batch-1 decode speed of the Llama-3.1-8B shape: 128 prompt + 512 output tokens."""
+    llm = LLM("preset:llama-3.1-8b", max_num_seqs=8, max_model_len=4096, block_size=256)
+    prompt = _prompts(1, 128, 129, seed=3, vocab=128000)
+    _tokens(llm, prompt, [64])  # warm-up
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = _tokens(llm, prompt, [512])
+    torch.cuda.synchronize()
+    dur = time.perf_counter() - t0
+    weight_bytes = sum(p.numel() * p.element_size() for p in llm.engine.runner.model.parameters())
+    return {
+        "output_tokens": len(out[0]),
+        "duration": dur,
+        "output_throughput": len(out[0]) / dur,
+        "weight_bytes": weight_bytes,
+    }
+
+
+def profile(out: Path) -> dict[str, Any]:
+    """Trace a slice of the standard workload and write the analysis tables."""
+    from perfloop.engine.config import EngineConfig
+    from perfloop.profilers.capture import capture_engine
+    from perfloop.profilers.tables import analyze
+
+    reqs = build_requests(WorkloadSpec(kind="standard"))[:64]
+    work = [
+        (list(r.prompt), SamplingParams(max_tokens=min(r.output_len, 64), temperature=0, ignore_eos=True))
+        for r in reqs
+    ]
+    cfg = EngineConfig(
+        model="preset:qwen3-0.6b", max_num_seqs=256, max_num_batched_tokens=16384, block_size=256
+    )
+    trace = capture_engine(cfg, work, out / "profile")
+    tables = analyze(
+        trace,
+        out / "profile" / "tables",
+        formats=("md", "json"),
+        mapping_path=out / "profile" / "mapping" / "trace.json.gz",
+    )
+    return {"trace": str(trace), "stages": sorted(tables)}
+
+
+@app.command()
+def main(
+    out: Path = typer.Option(..., "--out", help="Folder for suite.json and the bench/profile files."),
+    parts: str = typer.Option("correctness,standard,hf,llama8b,profile", "--parts"),
+    hf_requests: int = typer.Option(32, "--hf-requests", help="Standard-workload slice for the HF peer."),
+) -> None:
+    """Run the selected parts and print a summary table."""
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    for part in parts.split(","):
+        t0 = time.perf_counter()
+        try:
+            value = {
+                "correctness": correctness,
+                "hf": lambda: hf_slice(hf_requests),
+                "llama8b": llama8b,
+                "standard": lambda: standard(out),
+                "profile": lambda: profile(out),
+            }[part]()
+        except Exception as exc:  # one failing part must not lose the others' numbers
+            value = {"error": f"{type(exc).__name__}: {exc}"}
+        value["wall_s"] = round(time.perf_counter() - t0, 1)
+        results[part] = value
+        (out / "suite.json").write_text(json.dumps(results, indent=2, default=str))
+        torch.cuda.empty_cache()
+    table = Table("part", "result")
+    for part in parts.split(","):
+        table.add_row(part, json.dumps(results[part], default=str)[:400])
+    Console(width=200).print(table)
+
+
+if __name__ == "__main__":
+    app()
