@@ -140,33 +140,19 @@ def standard(out: Path) -> dict[str, Any]:
 
 
 def hf_slice(n: int) -> dict[str, Any]:
-    """HF transformers continuous batching on the first n requests of the standard workload."""
-    import transformers
-
-    from perfloop.engine.presets import resolve_model
+    """HF transformers continuous batching (`paged|sdpa`) on the first n requests of the standard workload."""
+    from perfloop.bench.backends.hf import HFBackend
 
     reqs = build_requests(WorkloadSpec(kind="standard"))[:n]
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        resolve_model("preset:qwen3-0.6b"), dtype=torch.bfloat16, attn_implementation="paged|sdpa"
-    ).cuda()
-    cfg = transformers.GenerationConfig(
-        max_new_tokens=max(r.output_len for r in reqs), do_sample=False, eos_token_id=-1, pad_token_id=0
-    )
-    model.generate_batch([reqs[0].prompt], generation_config=cfg, progress_bar=False)  # warm-up
+    backend = HFBackend("preset:qwen3-0.6b", mode="generate_batch")
+    records: list[Any] = []
+    backend.run(reqs[:1], [0.0], None, records.append, time.perf_counter())  # warm-up
+    records.clear()
     t0 = time.perf_counter()
-    outs = model.generate_batch([r.prompt for r in reqs], generation_config=cfg, progress_bar=False)
+    backend.run(reqs, [0.0] * n, None, records.append, t0)
     dur = time.perf_counter() - t0
-    tokens = sum(
-        min(len(o.generated_tokens), r.output_len) for o, r in zip(outs.values(), reqs, strict=False)
-    )
-    return {
-        "requests": n,
-        "output_tokens": tokens,
-        "duration": dur,
-        "output_throughput": tokens / dur,
-        "note": "max_new_tokens = the slice's longest output for every request; tokens counted up to each "
-        "request's own length",
-    }
+    tokens = sum(r.output_len for r in records if r.success)
+    return {"requests": n, "output_tokens": tokens, "duration": dur, "output_throughput": tokens / dur}
 
 
 def llama8b() -> dict[str, Any]:

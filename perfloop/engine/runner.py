@@ -16,6 +16,7 @@ import torch
 from perfloop.engine.attention import get_backend
 from perfloop.engine.attention.metadata import AttentionMetadata
 from perfloop.engine.config import EngineConfig
+from perfloop.engine.cuda_graphs import DecodeGraphs
 from perfloop.engine.loader import load_weights
 from perfloop.engine.model_config import ModelConfig
 from perfloop.engine.models.decoder import DecoderLM
@@ -63,6 +64,10 @@ class ModelRunner:
         self.default_generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.num_blocks = config.num_kv_blocks or self._auto_num_blocks(max_model_len)
         self.kv_cache = self._alloc_kv(self.num_blocks)
+        self.graphs = None
+        if self.device.type == "cuda" and not config.enforce_eager:
+            self.graphs = DecodeGraphs(self.model, self.backend, self.kv_cache, config.max_num_seqs,
+                                       self.max_blocks_per_seq, self.block_size, max_model_len)  # fmt: skip
         log.info(
             "engine: %s on %s (%s), attention=%s, KV blocks=%d x %d tokens (max %d concurrent tokens)",
             model_cfg.architecture, self.device, self.dtype, self.backend.name,
@@ -172,7 +177,10 @@ class ModelRunner:
     def execute(self, batch: ScheduledBatch) -> list[int | None]:
         """Run one step; the sampled token of each sequence that finished its prompt chunk, else None."""
         input_ids, positions, meta, rows = self.prepare(batch)
-        hidden = self.model(input_ids, positions, self.kv_cache, meta, self.backend)
+        if self.graphs is not None and meta.is_decode and self.graphs.fits(meta.num_seqs):
+            hidden = self.graphs.run(input_ids, positions, meta)
+        else:
+            hidden = self.model(input_ids, positions, self.kv_cache, meta, self.backend)
         sampled = [i for i, (s, n) in enumerate(zip(batch.seqs, batch.num_new_tokens, strict=True))
                    if s.num_computed + n == s.num_tokens]  # fmt: skip
         if not sampled:
