@@ -16,6 +16,18 @@ pytestmark = pytest.mark.slow
 MODEL = "preset:tiny-qwen3"
 
 
+@pytest.fixture(scope="module")
+def long_server(start):
+    """A server with room for long generations; the SIGTERM test (last in this file) stops it."""
+    return start("--max-model-len", "2048")
+
+
+@pytest.fixture(scope="module")
+def queue_server(start):
+    """One running sequence at a time and at most 2 waiting; the SIGINT test (last) stops it."""
+    return start("--max-num-seqs", "1", "--max-queue", "2")
+
+
 def _first_chunks(url: str, body: dict, n: int) -> None:
     """Open a stream, read n data lines, then drop the connection."""
     with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=60) as response:
@@ -28,9 +40,9 @@ def _first_chunks(url: str, body: dict, n: int) -> None:
                     return
 
 
-def test_disconnect_aborts_and_frees_blocks(start, poll) -> None:
-    server = start("--max-model-len", "4096")
-    body = {"model": MODEL, "prompt": "x" * 200, "max_tokens": 3000, "stream": True, "ignore_eos": True}
+def test_disconnect_aborts_and_frees_blocks(long_server, poll) -> None:
+    server = long_server
+    body = {"model": MODEL, "prompt": "x" * 200, "max_tokens": 1800, "stream": True, "ignore_eos": True}
     seen_busy: list[dict[str, float]] = []
 
     def watch() -> None:
@@ -44,15 +56,15 @@ def test_disconnect_aborts_and_frees_blocks(start, poll) -> None:
     _first_chunks(server.url, body, 5)
     watcher.join(timeout=10)
     assert seen_busy and seen_busy[0]["perfloop:kv_cache_blocks_used"] >= 13  # 200 prompt tokens / 16
-    # 3000 tokens would take tens of seconds; the abort frees everything long before.
+    # 1800 tokens would take many seconds; the abort frees everything long before.
     assert poll(lambda: server.metrics()["perfloop:kv_cache_blocks_used"] == 0, timeout=5)
     metrics = server.metrics()
     assert metrics["perfloop:num_requests_running"] == 0
-    assert metrics["perfloop:generation_tokens_total"] < 3000
+    assert metrics["perfloop:generation_tokens_total"] < 1800
 
 
-def test_full_queue_answers_429_with_retry_after(start) -> None:
-    server = start("--max-num-seqs", "1", "--max-queue", "2")
+def test_full_queue_answers_429_with_retry_after(queue_server) -> None:
+    server = queue_server
 
     async def one(client: openai.AsyncOpenAI) -> int | openai.RateLimitError:
         try:
@@ -80,8 +92,8 @@ def test_full_queue_answers_429_with_retry_after(start) -> None:
     assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
 
 
-def test_sigterm_finishes_in_flight_then_exits_0(start, stop) -> None:
-    server = start()
+def test_sigterm_finishes_in_flight_then_exits_0(long_server, stop) -> None:
+    server = long_server
     body = {"model": MODEL, "prompt": "bye", "max_tokens": 150, "stream": True, "ignore_eos": True}
     events: list[dict] = []
     got_first = threading.Event()
@@ -104,8 +116,8 @@ def test_sigterm_finishes_in_flight_then_exits_0(start, stop) -> None:
         httpx.get(f"{server.url}/health", timeout=2)
 
 
-def test_sigint_exits_0(start) -> None:
-    server = start()
+def test_sigint_exits_0(queue_server) -> None:
+    server = queue_server
     server.proc.send_signal(signal.SIGINT)
     assert server.proc.wait(timeout=30) == 0
     assert "Traceback" not in server.log()
