@@ -13,8 +13,11 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
 
 from perfloop.bench.fingerprint import collect_environment
 from perfloop.bench.result import BenchResult
@@ -24,6 +27,7 @@ from perfloop.loop.measure import Side
 from perfloop.loop.spec import GoalSpec
 
 PROFILE_STATS_STAGE = "engine"
+_console = Console(stderr=True)
 
 
 class MeasureError(RuntimeError):
@@ -47,7 +51,10 @@ class ProcessBackend:
         job_path.write_text(json.dumps(job, indent=2))
         out_path.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "perfloop.loop.backend", kind, str(job_path), str(out_path)]
-        proc = subprocess.run(
+        lines: list[str] = []
+        start = time.monotonic()
+        label = job.get("label", kind)
+        popen = subprocess.Popen(
             cmd,
             cwd=cwd,
             preexec_fn=_die_with_parent,
@@ -55,9 +62,15 @@ class ProcessBackend:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        (out_dir / "child.log").write_text(proc.stdout)
+        with popen as proc, _console.status(f"{label}: starting") as status:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if line.strip():
+                    status.update(f"{label} [{time.monotonic() - start:.0f}s]: {line.strip()[:90]}")
+        (out_dir / "child.log").write_text("".join(lines))
         if proc.returncode != 0 or not out_path.exists():
-            tail = "\n".join(proc.stdout.splitlines()[-15:])
+            tail = "".join(lines[-15:])
             raise MeasureError(f"{kind} measurement failed (exit {proc.returncode}):\n{tail}")
         return json.loads(out_path.read_text())
 
@@ -125,6 +138,8 @@ def run_ab_job(job: dict[str, Any]) -> BenchRecord:
         metrics=metrics,
         out_dir=job["out_dir"],
         num_warmups=1,
+        torch_threads=spec.measure.torch_threads,
+        progress=False,
     )
     req_a, got_a = _tokens(result.result_files, "A")
     req_b, got_b = _tokens(result.result_files, "B")
@@ -184,6 +199,10 @@ def run_profile_job(job: dict[str, Any]) -> ProfileRecord:
         raise MeasureError(f"launch: profiling runs the bundled engine in process; got {launch!r}")
     spec = GoalSpec.model_validate(job["spec"])
     config = parse_engine_flags(launch.removeprefix("engine:"))
+    if spec.measure.torch_threads:
+        import torch
+
+        torch.set_num_threads(spec.measure.torch_threads)
     out = Path(job["out_dir"])
     engine = LLMEngine(config)
     workload = profile_workload(spec.workload, spec.measure.profile_requests)

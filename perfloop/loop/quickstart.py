@@ -67,7 +67,8 @@ def quickstart_spec(repo: Path, artifact_root: Path, run_id: str) -> GoalSpec:
                 "question_len": 16,
                 "output_len": 16,
             },
-            "measure": {"trials": 3, "aa_trials": 3, "profile_requests": 8},
+            # One torch thread per engine: on a 2-core host this keeps the trials' noise low.
+            "measure": {"trials": 3, "aa_trials": 3, "profile_requests": 8, "torch_threads": 1},
             "budgets": {"max_rounds": 6, "max_wall_s": 1200},
             "artifact_root": str(artifact_root),
             "run_id": run_id,

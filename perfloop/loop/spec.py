@@ -103,6 +103,7 @@ class MeasureSpec(_Strict):
     trials: int = Field(3, ge=1, description="Interleaved trials per side.")
     aa_trials: int = Field(3, ge=1, description="Trials per side of the A/A run.")
     profile_requests: int = Field(8, ge=1, description="Requests of the workload the profiler replays.")
+    torch_threads: int | None = Field(None, ge=1, description="torch threads of in-process engines (CPU).")
 
 
 class GoalSpec(_Strict):
