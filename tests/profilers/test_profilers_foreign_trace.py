@@ -17,7 +17,9 @@ from perfloop.profilers.tables import analyze, load_activities
 def hf_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(resolve_model("preset:tiny-llama"), attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(
+        resolve_model("preset:tiny-llama"), attn_implementation="sdpa"
+    )
     ids = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(0))
     path = tmp_path_factory.mktemp("hf") / "hf_generate.json.gz"
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True, with_stack=True) as prof:
