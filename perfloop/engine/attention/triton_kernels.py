@@ -596,7 +596,7 @@ def paged_prefill(
         HEAD_DIM=head_dim,
         BLOCK_N=cfg.block_n,
         PAGE=k_cache.shape[1],
-        BLOCK_B=triton.next_power_of_2(num_seqs),
+        BLOCK_B=max(16, triton.next_power_of_2(num_seqs)),  # few variants, no 1-wide vectors
         PRECISION=_dot_precision(q.dtype),
         num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
