@@ -5,7 +5,7 @@ unit stride on D. Token `p` of sequence `b` lives in block `block_tables[b, p //
 offset `p % block_size`. Every kernel looks the block up per token, so any power-of-two block size
 works and a tile of `BLOCK_N` tokens may straddle pages.
 
-Decode (one new token per sequence): grid `(B, Hkv, num_splits)`. A program loads all `G = Hq / Hkv`
+Decode (one new token per sequence): grid `(Hkv, B, num_splits)`. A program loads all `G = Hq / Hkv`
 query heads of its KV head as one `[16+, D]` tile (padded rows are masked), so each K/V row is read
 from HBM once per KV head and the scores are a tensor-core `tl.dot`. Online softmax in fp32 over
 `BLOCK_N`-token tiles. With `num_splits > 1` each program covers one contiguous slice of the
@@ -224,10 +224,12 @@ def _paged_decode_kernel(
     PRECISION: tl.constexpr,
     NUM_STAGES: tl.constexpr,
 ):
-    b = tl.program_id(0)
-    kvh = tl.program_id(1)
+    # KV head varies fastest, so the heads of one sequence run together and read each page's
+    # [block_size, Hkv, D] rows as one contiguous region.
+    kvh = tl.program_id(0)
+    b = tl.program_id(1)
     split = tl.program_id(2)
-    num_kv_heads = tl.num_programs(1)
+    num_kv_heads = tl.num_programs(0)
     seq_len = tl.load(seq_lens_ptr + b)
 
     # Contiguous slice of this split, a whole number of BLOCK_N tiles.
@@ -346,7 +348,7 @@ def paged_decode(
         part_ml = torch.empty(num_seqs, num_heads, num_splits, 2, dtype=torch.float32, device=q.device)
     else:
         part_acc = part_ml = out  # unused by the single-split specialisation
-    _paged_decode_kernel[(num_seqs, num_kv_heads, num_splits)](
+    _paged_decode_kernel[(num_kv_heads, num_seqs, num_splits)](
         q,
         k_cache,
         v_cache,
