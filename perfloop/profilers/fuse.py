@@ -98,41 +98,63 @@ def _hits(name: str, keywords: list[str]) -> bool:
     return any(k in low for k in keywords)
 
 
+def _masks(pattern: FusePattern, names: list[str]) -> list[int]:
+    """Per activity: bit g set when its name matches split group g; -1 when excluded.
+
+    Computed once per distinct name, so matching a long trace costs integer tests only.
+    """
+    memo: dict[str, int] = {}
+    out = []
+    for name in names:
+        mask = memo.get(name)
+        if mask is None:
+            if _hits(name, pattern.exclude):
+                mask = -1
+            else:
+                mask = sum(1 << g for g, group in enumerate(pattern.split) if _hits(name, group))
+            memo[name] = mask
+        out.append(mask)
+    return out
+
+
 def split_runs(pattern: FusePattern, acts: list[Activity], taken: set[int] | None = None) -> list[list[int]]:
     """Index runs (into acts) where the pattern's unfused pieces occur in order on one stream."""
     taken = taken if taken is not None else set()
+    masks = _masks(pattern, [a.name for a in acts])
     streams: dict[str, list[int]] = defaultdict(list)
     for i, a in enumerate(acts):
-        if not _hits(a.name, pattern.exclude):
-            streams[a.stream].append(i)
-        else:
-            streams[a.stream].append(-1 - i)  # a barrier: excluded kernels still count as gap
+        streams[a.stream].append(i)
     runs: list[list[int]] = []
     for seq in streams.values():
         pos = 0
         while pos < len(seq):
-            run, end = _match_at(pattern, acts, seq, pos, taken)
-            if run:
-                runs.append(run)
-                taken.update(run)
-                pos = end
-            else:
-                pos += 1
+            if masks[seq[pos]] > 0 and masks[seq[pos]] & 1:
+                run, end = _match_at(pattern, masks, seq, pos, taken)
+                if run:
+                    runs.append(run)
+                    taken.update(run)
+                    pos = end
+                    continue
+            pos += 1
     return runs
 
 
 def _match_at(
-    pattern: FusePattern, acts: list[Activity], seq: list[int], pos: int, taken: set[int]
+    pattern: FusePattern, masks: list[int], seq: list[int], pos: int, taken: set[int]
 ) -> tuple[list[int], int]:
-    """The run starting exactly at seq[pos] and the position after it, or ([], pos)."""
+    """The run starting exactly at seq[pos] and the position after it, or ([], pos).
+
+    Excluded kernels (mask -1) never match but still count toward the allowed gap.
+    """
     start = pos
     run: list[int] = []
-    for g, group in enumerate(pattern.split):
+    for g in range(len(pattern.split)):
+        bit = 1 << g
         limit = 0 if g == 0 else pattern.max_gap
         found = None
         for j in range(pos, min(pos + limit + 1, len(seq))):
             i = seq[j]
-            if i >= 0 and i not in taken and _hits(acts[i].name, group):
+            if masks[i] > 0 and masks[i] & bit and i not in taken:
                 found = j
                 break
         if found is None:
@@ -152,7 +174,8 @@ def fuse_table(
     rows: list[dict] = []
     for p in catalog.patterns:
         split = [i for run in split_runs(p, acts, taken) for i in run]
-        fused = [i for i, a in enumerate(acts) if i not in taken and p.fused and _hits(a.name, p.fused)]
+        fused_names = {n for n in {a.name for a in acts} if p.fused and _hits(n, p.fused)}
+        fused = [i for i, a in enumerate(acts) if a.name in fused_names and i not in taken]
         taken.update(fused)
         for status, idx in (("fused", fused), ("split", split)):
             if idx:

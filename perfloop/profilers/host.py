@@ -82,14 +82,17 @@ def _row(section: str, item: str, ns: int, wall: int, count: int, op: str, detai
 def _gaps(busy: list[tuple[int, int]], walls: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Idle stretches inside the step windows."""
     gaps = []
+    k = 0  # both lists are sorted and merged: one forward pass
     for lo, hi in walls:
-        cursor = lo
-        for s, e in busy:
-            if e <= lo or s >= hi:
-                continue
+        while k < len(busy) and busy[k][1] <= lo:
+            k += 1
+        cursor, j = lo, k
+        while j < len(busy) and busy[j][0] < hi:
+            s, e = busy[j]
             if s > cursor:
                 gaps.append((cursor, s))
             cursor = max(cursor, e)
+            j += 1
         if cursor < hi:
             gaps.append((cursor, hi))
     return gaps
