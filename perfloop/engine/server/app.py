@@ -275,9 +275,11 @@ class _Handler:
     def _params(self, body: SamplingFields, max_tokens: int) -> SamplingParams:
         return SamplingParams(
             max_tokens=max_tokens,
-            temperature=body.temperature,
+            # Below 1e-5 logits/temperature overflows; such a temperature is greedy anyway (as in vLLM).
+            temperature=0.0 if body.temperature < 1e-5 else body.temperature,
             top_p=body.top_p,
-            top_k=max(body.top_k, 0),
+            # A nucleus this small keeps only the top token; saying so avoids float32 underflow of top_p.
+            top_k=1 if body.top_p < 1e-6 else max(body.top_k, 0),
             seed=body.seed,
             ignore_eos=body.ignore_eos,
         )

@@ -13,6 +13,7 @@ from pydantic import (
     field_validator,
     model_serializer,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 # ---- requests ---------------------------------------------------------------------------------
 
@@ -39,9 +40,10 @@ class SamplingFields(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     ignore_eos: bool = Field(False, description="Keep generating past end-of-sequence (vLLM extension).")
-    n: int = Field(1, description="Only 1 is supported.")
-    presence_penalty: float = Field(0.0, description="Only 0 is supported.")
-    frequency_penalty: float = Field(0.0, description="Only 0 is supported.")
+    n: int = Field(1, description="Only 1 is supported.", json_schema_extra={"minimum": 1, "maximum": 1})
+    # Accepted only at their no-op values, so they stay out of the documented schema.
+    presence_penalty: SkipJsonSchema[float] = 0.0
+    frequency_penalty: SkipJsonSchema[float] = 0.0
     user: str | None = None
 
     @field_validator("n")
@@ -72,20 +74,14 @@ class SamplingFields(BaseModel):
 class CompletionRequest(SamplingFields):
     """POST /v1/completions."""
 
-    prompt: str | list[Annotated[int, Field(ge=0)]] = Field(
-        description="One prompt: text, or a list of token ids."
-    )
+    prompt: (
+        Annotated[str, Field(min_length=1)]
+        | Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+    ) = Field(description="One prompt: text, or a list of token ids.")
     max_tokens: int | None = Field(16, ge=1, description="Tokens to generate; default 16.")
-    echo: bool = Field(False, description="Only false is supported.")
-    logprobs: int | None = Field(None, description="Not supported; leave unset.")
-    suffix: str | None = Field(None, description="Not supported; leave unset.")
-
-    @field_validator("prompt")
-    @classmethod
-    def _non_empty(cls, prompt: str | list[int]) -> str | list[int]:
-        if len(prompt) == 0:
-            raise ValueError("prompt must not be empty")
-        return prompt
+    echo: SkipJsonSchema[bool] = False
+    logprobs: SkipJsonSchema[int | None] = None
+    suffix: SkipJsonSchema[str | None] = None
 
     @field_validator("echo")
     @classmethod
@@ -129,7 +125,7 @@ class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1, description="Default: the rest of the context.")
     max_completion_tokens: int | None = Field(None, ge=1, description="Newer name for max_tokens.")
-    logprobs: bool = Field(False, description="Only false is supported.")
+    logprobs: SkipJsonSchema[bool] = False
 
     @field_validator("logprobs")
     @classmethod
