@@ -33,7 +33,9 @@ def test_openapi_document_describes_endpoints(short_server) -> None:
     ]:
         assert method in paths[path], f"{method.upper()} {path} missing from the OpenAPI document"
     completion = doc["components"]["schemas"]["CompletionRequest"]["properties"]
-    assert {"prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stream"} <= set(completion)
+    assert {"prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stream"} <= set(
+        completion
+    )
     assert "400" in paths["/v1/completions"]["post"]["responses"]
     assert "429" in paths["/v1/completions"]["post"]["responses"]
 
@@ -43,6 +45,7 @@ def test_fuzzed_completions_never_5xx(short_server, mode: str, examples: int) ->
     schema = schemathesis.openapi.from_url(f"{short_server.url}/openapi.json")
     operation = schema["/v1/completions"]["POST"]
     generation_mode = schemathesis.GenerationMode(mode)
+    served = st.sampled_from([True] * 9 + [False])
 
     @settings(
         max_examples=examples,
@@ -51,7 +54,6 @@ def test_fuzzed_completions_never_5xx(short_server, mode: str, examples: int) ->
         derandomize=True,
         suppress_health_check=list(HealthCheck),
     )
-    served = st.sampled_from([True] * 9 + [False])
     @given(case=operation.as_strategy(generation_mode=generation_mode), served_name=served)
     def check(case: schemathesis.Case, served_name: bool) -> None:
         # Mostly use the served name, so cases get past the model check into the engine.
