@@ -15,8 +15,8 @@
 
 Order: the baseline (no knob), then one knob value at a time, then combinations of the
 best values of the knobs that beat the baseline. Every trial runs the benchmark
-in a fresh process and is appended to `results.jsonl` keyed by sha256(flags, workload
-fingerprint, bench options), so a rerun skips finished trials. Failed, OOM and timed-out
+in a fresh process and is appended to `results.jsonl` keyed by sha256(launch, flags,
+workload fingerprint, bench options), so a rerun skips finished trials. Failed, OOM and timed-out
 trials stay in the table with that status and no metrics, never zeros.
 """
 
@@ -101,9 +101,11 @@ def trial_launch(space: SearchSpace, flags: dict[str, Any]) -> str:
     return f"{space.launch} {extra}".strip()
 
 
-def trial_key(flags: dict[str, Any], workload_fingerprint: str, bench: dict[str, Any]) -> str:
-    """Content address of a trial: same flags, workload and options = same trial."""
-    blob = json.dumps({"flags": flags, "workload": workload_fingerprint, "bench": bench}, sort_keys=True)
+def trial_key(launch: str, flags: dict[str, Any], workload_fingerprint: str, bench: dict[str, Any]) -> str:
+    """Content address of a trial: same target, flags, workload and options = same trial."""
+    blob = json.dumps(
+        {"launch": launch, "flags": flags, "workload": workload_fingerprint, "bench": bench}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -227,7 +229,7 @@ def run_search(space: SearchSpace, out_dir: Path, on_trial: Any = None) -> list[
     ordered: list[Trial] = []
 
     def visit(flags: dict[str, Any]) -> None:
-        key = trial_key(flags, fp, space.bench)
+        key = trial_key(space.launch, flags, fp, space.bench)
         if key in {t.key for t in ordered} or len(ordered) >= space.max_trials:
             return
         trial = done.get(key)
