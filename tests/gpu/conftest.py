@@ -1,12 +1,13 @@
 """Shared fixtures for the Triton attention tests: device choice, interpreter mode, random paged steps.
 
-Without CUDA the kernels run on Triton's CPU interpreter; TRITON_INTERPRET must be set before the
-kernels are decorated, so it is set here, at collection time, before any test module imports them.
+Without CUDA the kernels run on Triton's CPU interpreter. TRITON_INTERPRET is read when each
+`@triton.jit` function is decorated, Triton's own library functions included, so it must be set
+before triton is first imported: this conftest sets it at collection time (process-wide; harmless on
+CPU, where nothing else can run Triton kernels).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,16 +41,13 @@ def device() -> torch.device:
 
 @pytest.fixture(scope="session")
 def triton_kernels() -> ModuleType:
-    """The kernels module, in interpreter mode on CPU (reloaded if something imported it earlier)."""
-    pytest.importorskip("triton", reason="triton is not installed")
-    from perfloop.engine.attention import triton_backend, triton_kernels
+    """The kernels module (interpreted on CPU); skips without triton or if it was imported too early."""
+    triton = pytest.importorskip("triton", reason="triton is not installed")
+    interpreted = type(triton.language.standard.cdiv).__name__ == "InterpretedFunction"
+    if not torch.cuda.is_available() and not interpreted:
+        pytest.skip("triton was imported before TRITON_INTERPRET=1 was set; run `pytest tests/gpu` alone")
+    from perfloop.engine.attention import triton_kernels
 
-    if (
-        not torch.cuda.is_available()
-        and type(triton_kernels._store_kv_kernel).__name__ != "InterpretedFunction"
-    ):
-        triton_kernels = importlib.reload(triton_kernels)
-        importlib.reload(triton_backend)
     return triton_kernels
 
 
