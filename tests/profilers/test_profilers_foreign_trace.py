@@ -12,6 +12,8 @@ from torch.profiler import ProfilerActivity, profile
 from perfloop.engine.presets import resolve_model
 from perfloop.profilers.tables import analyze, load_activities
 
+pytestmark = pytest.mark.slow  # loads HF transformers and runs generate (~7 s)
+
 
 @pytest.fixture(scope="module")
 def hf_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
