@@ -49,7 +49,10 @@ class Manifest(Record):
 class FreezeRecord(Record):
     """What FREEZE pinned; a later change to any of these voids the comparison."""
 
-    workload_fingerprint: str
+    workload_fingerprint: str = Field(description="Fingerprint of the workload spec as written in the goal.")
+    measured_workload_fingerprint: str | None = Field(
+        None, description="Fingerprint the benchmark measured (vocabulary resolved from the model)."
+    )
     bench_code_sha256: str
     tolerance_sha256: str
     base_commit: str

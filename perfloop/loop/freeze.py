@@ -33,6 +33,7 @@ def freeze_record(
     cmp = aa.metrics[spec.metric] if aa else None
     return FreezeRecord(
         workload_fingerprint=spec.workload.fingerprint(),
+        measured_workload_fingerprint=aa.workload_fingerprint if aa else None,
         bench_code_sha256=bench_code_sha256(),
         tolerance_sha256=spec.tolerance_sha256(),
         base_commit=base_commit,

@@ -160,11 +160,13 @@ class Run:
     def drive(self) -> str:
         """Run states until a terminal state or WAITING_FOR_PATCH; returns where it stopped."""
         with self._locked():
-            while self.state.state not in S.TERMINAL and self.state.state != S.WAITING_FOR_PATCH:
+            while True:
+                self._hold(self.state.state)
+                if self.state.state in S.TERMINAL or self.state.state == S.WAITING_FOR_PATCH:
+                    break
                 if (self.root / STOP_REQUEST).exists():
                     self._go(S.ABORTED, reason="stopped by `perfloop goal stop`")
                     break
-                self._hold(self.state.state)
                 self.HANDLERS[self.state.state](self)
         return self.state.state
 

@@ -89,7 +89,8 @@ def _frozen(inp: ReviewInput) -> GateResult:
         "tolerance table": (f.tolerance_sha256, c.tolerance_sha256),
     }
     changed = [name for name, (a, b) in pairs.items() if a != b]
-    if inp.revalidate is not None and inp.revalidate.workload_fingerprint != f.workload_fingerprint:
+    measured = f.measured_workload_fingerprint
+    if inp.revalidate is not None and inp.revalidate.workload_fingerprint != measured:
         changed.append("measured workload")
     if not inp.base_is_ancestor:
         changed.append(f"base commit {f.base_commit[:12]} is not an ancestor of the candidate")

@@ -110,8 +110,9 @@ def token_budget(config: EngineConfig, ev: Evidence) -> Finding | None:
     chunks, requests = int(row.get("num_prefill_chunks", 0)), int(row.get("requests", 0))
     if requests and chunks <= requests:
         return None
-    budget = 1 << max(longest * 4 - 1, 1).bit_length()
-    budget = min(max(budget, 512), 2048)
+    # The smallest power of two that prefills the longest prompt in one step: bigger budgets
+    # only lengthen the steps decodes share with prefills (TPOT).
+    budget = 1 << (longest - 1).bit_length()
     return Finding(
         {"max_num_batched_tokens": budget},
         f"token budget {config.max_num_batched_tokens} < longest prompt {longest}: {chunks} prefill chunks "
