@@ -72,17 +72,26 @@ def _is_type_tag(part: str) -> bool:
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    first = exc.errors()[0]
-    loc = tuple(first.get("loc", ()))
-    param = _param_of(loc)
-    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+    errors = exc.errors()
+    first = errors[0]
     if first.get("type") == "json_invalid":
-        return f"the request body is not valid JSON: {message}", None
-    if param is None and first.get("type") == "missing":
-        return "the request needs a JSON body", None
-    if param is None and first.get("type") in {"model_attributes_type", "dict_type"}:
+        return f"the request body is not valid JSON: {first.get('msg')}", None
+    param = _param_of(tuple(first.get("loc", ())))
+    if param is None:
+        if first.get("type") == "missing":
+            return "the request needs a JSON body", None
         return "the request body must be a JSON object", None
-    return f"{param or 'body'}: {message}", param
+    # A union field (prompt, stop, content) fails once per member: name the field, list every reason.
+    field = first["loc"][:2]
+    same_field = [e for e in errors if tuple(e.get("loc", ()))[:2] == tuple(field)]
+    if len(same_field) > 1:
+        param = _param_of(tuple(field))
+    reasons = list(dict.fromkeys(_clean(e.get("msg", "invalid")) for e in same_field))
+    return f"{param}: {'; or '.join(reasons)}", param
+
+
+def _clean(message: str) -> str:
+    return str(message).removeprefix("Value error, ")
 
 
 def install_error_handlers(app: FastAPI) -> None:
