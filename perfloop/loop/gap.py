@@ -45,7 +45,8 @@ def _objective(spec: GoalSpec, position: str, low: float, value: float, higher: 
             met = low >= 1 + obj.margin
             return met, f"target/peer interval low {low:.4f} vs required {1 + obj.margin:.4f}"
         met = position != "behind"
-        return met, f"target is {position} the peer (threshold {spec.stop.gap_threshold:.2%})"
+        phrase = {"behind": "behind", "tied": "level with", "ahead": "ahead of"}[position]
+        return met, f"target is {phrase} the peer (threshold {spec.stop.gap_threshold:.2%})"
     goal = obj.value if obj.kind == "reach_value" else obj.fraction * (obj.roofline_value or 0.0)
     met = value >= goal if higher else value <= goal
     return met, f"target {spec.metric} median {value:.4g} vs goal {goal:.4g}"
