@@ -43,7 +43,9 @@ def correctness() -> dict[str, Any]:
     shared = _prompts(1, 200, 201, seed=5)[0]
     prompts = [shared + p for p in _prompts(20, 1, 60, seed=6)] + _prompts(28, 1, 300, seed=7)
     max_tokens = [8 + (i * 7) % 57 for i in range(len(prompts))]  # staggered ends walk every graph bucket
-    base = dict(model="preset:tiny-qwen3", dtype="float32", device="cuda", max_num_seqs=48)
+    base = dict(
+        model="preset:tiny-qwen3", dtype="float32", device="cuda", max_num_seqs=48, num_kv_blocks=4000
+    )
     ref = _tokens(
         LLM(**base, attention_backend="torch", enforce_eager=True, enable_prefix_caching=False),
         prompts,

@@ -121,7 +121,7 @@ class LLMEngine:
         p = seq.params
         if token in p.stop_token_ids or (not p.ignore_eos and token in self._eos):
             return "stop"
-        if len(seq.output_ids) >= p.max_tokens or seq.num_tokens >= self.max_model_len:
+        if seq.num_output >= p.max_tokens or seq.num_tokens >= self.max_model_len:
             return "length"
         return None
 

@@ -64,6 +64,8 @@ class ModelRunner:
         self.default_generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.num_blocks = config.num_kv_blocks or self._auto_num_blocks(max_model_len)
         self.kv_cache = self._alloc_kv(self.num_blocks)
+        self._staging = torch.empty(0, dtype=torch.int64)
+        self._copied = torch.cuda.Event() if self.device.type == "cuda" else None
         self.graphs = None
         if self.device.type == "cuda" and not config.enforce_eager:
             self.graphs = DecodeGraphs(self.model, self.backend, self.kv_cache, config.max_num_seqs,
@@ -136,42 +138,59 @@ class ModelRunner:
     def prepare(
         self, batch: ScheduledBatch
     ) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, list[int]]:
-        """Flattened input ids, positions, attention metadata and the rows whose logits are sampled."""
-        ids, pos, slots, qlens, slens, rows = [], [], [], [], [], []
-        tables = np.zeros((len(batch.seqs), max(len(s.block_table) for s in batch.seqs)), dtype=np.int32)
-        offset = 0
-        for i, (seq, n) in enumerate(zip(batch.seqs, batch.num_new_tokens, strict=True)):
-            start, end = seq.num_computed, seq.num_computed + n
-            p = np.arange(start, end)
-            table = np.asarray(seq.block_table, dtype=np.int64)
-            tables[i, : len(table)] = table
-            ids.append(seq.token_ids[start:end])
-            pos.append(p)
-            slots.append(table[p // self.block_size] * self.block_size + p % self.block_size)
-            qlens.append(n)
-            slens.append(end)
-            offset += n
-            if end == seq.num_tokens:
-                rows.append(offset - 1)
-        dev = self.device
+        """Flattened input ids, positions, attention metadata and the rows whose logits are sampled.
+
+        Everything is packed into one int64 host array and sent with a single (pinned, async) copy.
+        """
+        bs, seqs, qlens = self.block_size, batch.seqs, batch.num_new_tokens
+        if batch.max_new_tokens == 1:  # decode: one token per sequence, no per-token arrays
+            pos = [s.num_computed for s in seqs]
+            ids = [s.token_ids[p] for s, p in zip(seqs, pos, strict=True)]
+            slots = [s.block_table[p // bs] * bs + p % bs for s, p in zip(seqs, pos, strict=True)]
+            slens = [p + 1 for p in pos]
+        else:
+            spans = [np.arange(s.num_computed, s.num_computed + n) for s, n in zip(seqs, qlens, strict=True)]
+            pos = np.concatenate(spans)
+            ids = [t for s, n in zip(seqs, qlens, strict=True) for t in s.token_ids[s.num_computed :][:n]]
+            slots = np.concatenate(
+                [np.asarray(s.block_table)[p // bs] * bs + p % bs for s, p in zip(seqs, spans, strict=True)]
+            )
+            slens = [s.num_computed + n for s, n in zip(seqs, qlens, strict=True)]
+        width = max(len(s.block_table) for s in seqs)
+        tables = [s.block_table + [0] * (width - len(s.block_table)) for s in seqs]
+        starts = np.cumsum([0, *qlens])
+        rows = [int(starts[i + 1]) - 1 for i, s in enumerate(seqs) if slens[i] == s.num_tokens]
+        parts = [ids, pos, slots, slens, starts, np.asarray(tables).ravel()]
+        flat = self._upload(np.concatenate([np.asarray(x, dtype=np.int64) for x in parts]))
+        t, b = len(ids), len(seqs)
+        input_ids, positions, slot_mapping, seq_lens, qsl, table_flat = flat.split(
+            [t, t, t, b, b + 1, b * width]
+        )
         meta = AttentionMetadata(
-            slot_mapping=torch.from_numpy(np.concatenate(slots)).to(dev, non_blocking=True),
-            query_start_loc=torch.tensor(np.cumsum([0, *qlens]), dtype=torch.int32).to(
-                dev, non_blocking=True
-            ),
-            seq_lens=torch.tensor(slens, dtype=torch.int32).to(dev, non_blocking=True),
-            block_tables=torch.from_numpy(tables).to(dev, non_blocking=True),
-            query_lens_cpu=qlens,
+            slot_mapping=slot_mapping,
+            query_start_loc=qsl.int(),
+            seq_lens=seq_lens.int(),
+            block_tables=table_flat.view(b, width).int(),
+            query_lens_cpu=list(qlens),
             seq_lens_cpu=slens,
             max_query_len=max(qlens),
             max_seq_len=max(slens),
-            block_size=self.block_size,
+            block_size=bs,
         )
-        input_ids = torch.tensor([t for chunk in ids for t in chunk], dtype=torch.long).to(
-            dev, non_blocking=True
-        )
-        positions = torch.from_numpy(np.concatenate(pos)).to(dev, non_blocking=True)
         return input_ids, positions, meta, rows
+
+    def _upload(self, host: np.ndarray) -> torch.Tensor:
+        """Copy one host array to the device through a reused pinned buffer."""
+        if self.device.type != "cuda":
+            return torch.from_numpy(host)
+        if self._staging.numel() < host.size:
+            self._staging = torch.empty(2 * host.size, dtype=torch.int64, pin_memory=True)
+        self._copied.synchronize()  # the previous step's copy must have left the buffer
+        staging = self._staging[: host.size]
+        staging.numpy()[:] = host
+        out = staging.to(self.device, non_blocking=True)
+        self._copied.record()
+        return out
 
     @torch.inference_mode()
     def execute(self, batch: ScheduledBatch) -> list[int | None]:
@@ -186,7 +205,8 @@ class ModelRunner:
         if not sampled:
             return [None] * len(batch.seqs)
         with torch.profiler.record_function("perfloop.logits"):
-            logits = self.model.compute_logits(hidden[rows]).float()
+            # Greedy rows take argmax of the model-dtype logits (exact); sampled rows upcast per row.
+            logits = self.model.compute_logits(hidden if len(rows) == hidden.shape[0] else hidden[rows])
         with torch.profiler.record_function("perfloop.sample"):
             seqs = [batch.seqs[i] for i in sampled]
             tokens = sample(

@@ -29,6 +29,10 @@ class ScheduledBatch:
         return sum(self.num_new_tokens)
 
     @property
+    def max_new_tokens(self) -> int:
+        return max(self.num_new_tokens)
+
+    @property
     def stage(self) -> str:
         decodes = sum(
             1 for s, n in zip(self.seqs, self.num_new_tokens, strict=True) if n == 1 and s.is_decode
@@ -70,8 +74,8 @@ class Scheduler:
         budget = self.budget
         preemptions_before = self.counters.num_preemptions
         for seq in list(self.running):
-            if seq not in self.running:
-                continue  # preempted below to make room for an earlier sequence
+            if seq.status is not Status.RUNNING:
+                continue  # preempted above to make room for an earlier sequence
             if budget == 0:
                 break
             n = min(seq.num_uncomputed, budget)

@@ -16,7 +16,7 @@ class Status(Enum):
     FINISHED = "finished"
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: the scheduler looks sequences up in its queues
 class Sequence:
     """Prompt + generated tokens; `num_computed` of them have their K/V in the cache."""
 
@@ -39,6 +39,10 @@ class Sequence:
     @property
     def num_tokens(self) -> int:
         return len(self.token_ids)
+
+    @property
+    def num_output(self) -> int:
+        return len(self.token_ids) - len(self.prompt_ids)
 
     @property
     def output_ids(self) -> list[int]:

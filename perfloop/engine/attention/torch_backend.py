@@ -61,14 +61,13 @@ class TorchAttention:
         k_pos = torch.arange(mk, device=device)
         mask = (k_pos[None, None, :] <= q_pos[:, :, None]) & (k_pos[None, None, :] < seq_lens[:, None, None])
 
-        groups = q.shape[1] // keys.shape[2]
-        keys = keys.repeat_interleave(groups, dim=2)
-        values = values.repeat_interleave(groups, dim=2)
+        # GQA without copying K/V: fold each KV head's query group into the query-length axis.
+        hkv, d = keys.shape[2], q.shape[-1]
+        groups = q.shape[1] // hkv
+        qg = qpad.view(b, mq, hkv, groups, d).permute(0, 2, 3, 1, 4).reshape(b, hkv, groups * mq, d)
+        gmask = mask[:, None].expand(b, groups, mq, mk).reshape(b, 1, groups * mq, mk)
         out = F.scaled_dot_product_attention(
-            qpad.transpose(1, 2),
-            keys.transpose(1, 2),
-            values.transpose(1, 2),
-            attn_mask=mask[:, None],
-            scale=scale,
+            qg, keys.transpose(1, 2), values.transpose(1, 2), attn_mask=gmask, scale=scale
         )
-        return out.transpose(1, 2)[valid_q]
+        out = out.view(b, hkv, groups, mq, d).permute(0, 3, 1, 2, 4).reshape(b, mq, hkv * groups, d)
+        return out[valid_q]
