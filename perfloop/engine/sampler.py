@@ -16,7 +16,7 @@ def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
         sorted_logits, order = torch.sort(logits, descending=True)
         probs = sorted_logits.softmax(-1)
         # Keep a token if the mass before it is below top_p (the first token is always kept).
-        drop = probs.cumsum(-1) - probs >= top_p
+        drop = probs.cumsum(-1) - probs >= max(top_p, 1e-6)  # a top_p that rounds to 0 keeps the top token
         logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
     return logits
 

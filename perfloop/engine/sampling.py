@@ -21,7 +21,8 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0 or self.top_k == 1
+        # Temperatures this small overflow logits / T; like vLLM, treat them as greedy.
+        return self.temperature < 1e-5 or self.top_k == 1
 
     def validate(self) -> None:
         """Raise EngineInputError naming the first out-of-range field."""
