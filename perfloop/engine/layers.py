@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from perfloop.engine import fused
+
+
+def use_fused(x: torch.Tensor) -> bool:
+    """Fused Triton kernels on CUDA (same rounding as the torch code below); torch everywhere else."""
+    return x.is_cuda and _fused_available(x.device.index)
+
+
+@functools.cache
+def _fused_available(index: int | None) -> bool:
+    return fused.available(torch.device("cuda", index))
 
 
 class RMSNorm(nn.Module):
@@ -19,6 +32,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> Any:
+        if use_fused(x):
+            return fused.rms_norm(x, self.weight, self.eps, residual)
         if residual is not None:
             x = x + residual
             residual = x
@@ -83,5 +98,8 @@ class GatedMLP(nn.Module):
         self.down_proj = nn.Linear(inter, hidden, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        gate_up = self.gate_up_proj(x)
+        if use_fused(x):
+            return self.down_proj(fused.silu_and_mul(gate_up))
+        gate, up = gate_up.chunk(2, dim=-1)
         return self.down_proj(F.silu(gate) * up)

@@ -10,9 +10,10 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
+from perfloop.engine import fused
 from perfloop.engine.attention import AttentionBackend
 from perfloop.engine.attention.metadata import AttentionMetadata
-from perfloop.engine.layers import GatedMLP, RMSNorm, RotaryEmbedding
+from perfloop.engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, use_fused
 from perfloop.engine.model_config import ModelConfig
 
 
@@ -47,9 +48,14 @@ class Attention(nn.Module):
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k = self.rope(positions, q, k)
+        if use_fused(x):
+            qw, kw = (self.q_norm.weight, self.k_norm.weight) if self.q_norm is not None else (None, None)
+            eps = self.q_norm.eps if self.q_norm is not None else 0.0
+            q, k = fused.qk_norm_rope(q, k, qw, kw, eps, self.rope.cos, self.rope.sin, positions)
+        else:
+            if self.q_norm is not None:
+                q, k = self.q_norm(q), self.k_norm(k)
+            q, k = self.rope(positions, q, k)
         out = backend.forward(q, k, v, kv[0], kv[1], meta, self.scale)
         return self.o_proj(out.reshape(-1, self.q_size))
 
