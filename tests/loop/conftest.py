@@ -151,6 +151,8 @@ class ScriptedPatcher(Patcher):
         self.cites = cites if cites is not None else ["prefill/kernel_table#0"]
 
     def propose(self, evidence: Evidence) -> Proposal:
+        # Like the playbook, skip what this run already tried (a resumed process starts a fresh script).
+        self.edits = [e for e in self.edits if e.__name__ not in evidence.tried_rules]
         if not self.edits:
             return Proposal(commit=None, reason="script exhausted")
         edit = self.edits.pop(0)
@@ -171,7 +173,7 @@ def set_config(**fields: object) -> Edit:
         data.update(fields)
         (tree / "engine.yaml").write_text(yaml.safe_dump(data))
 
-    edit.__name__ = "set_" + "_".join(fields)
+    edit.__name__ = "set_" + "_".join(f"{k}_{v}" for k, v in fields.items())
     return edit
 
 

@@ -1,0 +1,54 @@
+"""A loop process for the kill tests: the real state machine with scripted measurements that take time.
+
+Usage: python loop_driver.py create TARGET_REPO ARTIFACTS PATCHER | resume RUN_ROOT PATCHER | submit RUN_ROOT
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from conftest import FakeBackend, ScriptedPatcher, make_spec, set_config  # noqa: E402
+
+from perfloop.loop.machine import Run  # noqa: E402
+from perfloop.loop.patchers.external import ExternalPatcher  # noqa: E402
+
+
+class SlowBackend(FakeBackend):
+    """Each benchmark takes a moment, so a kill can land mid-benchmark."""
+
+    def ab(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(1.5)
+        return super().ab(*args, **kwargs)
+
+
+def patcher(name: str):  # type: ignore[no-untyped-def]
+    if name == "external":
+        return ExternalPatcher()
+    return ScriptedPatcher([set_config(block_size=32), set_config(enable_prefix_caching=True)])
+
+
+def main(argv: list[str]) -> None:
+    cmd = argv[0]
+    if cmd == "create":
+        repo, artifacts, name = Path(argv[1]), Path(argv[2]), argv[3]
+        spec = make_spec(
+            repo,
+            artifacts.parent,
+            artifact_root=str(artifacts),
+            patcher=name if name == "external" else "playbook",
+        )
+        run = Run.create(spec, SlowBackend(), patcher(name), print)
+    elif cmd == "resume":
+        run = Run(Path(argv[1]), SlowBackend(), patcher(argv[2]), print)
+    else:
+        run = Run(Path(argv[1]), SlowBackend(), ExternalPatcher(), print)
+        run.submit(None, "", [])
+    print("STOPPED", run.drive(), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,118 @@
+"""Crash safety: the loop process is SIGKILLed in different states; resume finishes without repeats."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import git
+import pytest
+import yaml
+
+from perfloop.ledger.verify import verify_ledger
+
+DRIVER = Path(__file__).with_name("loop_driver.py")
+RUN = "test-run"
+
+
+def _start(*args: str, hold: str | None = None) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.pop("PERFLOOP_HOLD_AT", None)
+    if hold:
+        env["PERFLOOP_HOLD_AT"] = hold
+    return subprocess.Popen(
+        [sys.executable, str(DRIVER), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _finish(*args: str) -> str:
+    proc = _start(*args)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    return out.strip().splitlines()[-1]
+
+
+def _states(root: Path) -> list[str]:
+    if not (root / "events.jsonl").exists():
+        return []
+    lines = (root / "events.jsonl").read_text().splitlines()
+    return [json.loads(line)["state"] for line in lines if line.endswith("}")]
+
+
+def _kill_when(proc: subprocess.Popen, root: Path, state: str, extra_wait: float) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and state not in _states(root):
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.05)
+    assert state in _states(root), _states(root)
+    time.sleep(extra_wait)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _assert_clean(root: Path, repo: Path) -> None:
+    report = verify_ledger(root)
+    assert report.ok, report
+    events = [json.loads(line) for line in (root / "events.jsonl").read_text().splitlines()]
+    records = Counter(
+        e["round"] for e in events if e["kind"] == "transition" and e["data"]["from"] == "RECORD"
+    )
+    assert all(n == 1 for n in records.values()), records  # no round recorded twice
+    for e in events:
+        if e["kind"] == "transition":
+            assert e["data"]["from"] != e["state"]
+    pairs = Counter((e["round"], e["data"]["from"]) for e in events if e["kind"] == "transition")
+    assert all(n == 1 for n in pairs.values()), pairs  # no state of a round finished twice
+    assert len(git.Repo(repo).git.worktree("list").splitlines()) >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("state", "hold", "wait"),
+    [("BENCH", None, 0.7), ("REVIEW", "REVIEW:60", 0.5)],
+    ids=["mid-benchmark", "mid-review"],
+)
+def test_kill_then_resume_finishes(
+    tmp_path: Path, target_repo: Path, state: str, hold: str | None, wait: float
+) -> None:
+    artifacts = tmp_path / "artifacts"
+    root = artifacts / RUN
+    proc = _start("create", str(target_repo), str(artifacts), "scripted", hold=hold)
+    _kill_when(proc, root, state, wait)
+    before = _states(root)
+    assert before[-1] == state  # killed inside the state, before it recorded anything
+    last = _finish("resume", str(root), "scripted")
+    assert last == "STOPPED COMPLETE"
+    _assert_clean(root, target_repo)
+    # The work of the killed state was redone once, not appended twice.
+    summaries = sorted(p.parent.name for p in root.glob("rounds/*/summary.json"))
+    assert summaries == ["001", "002"]
+
+
+@pytest.mark.slow
+def test_kill_while_waiting_for_patch(tmp_path: Path, target_repo: Path) -> None:
+    artifacts = tmp_path / "artifacts"
+    root = artifacts / RUN
+    proc = _start("create", str(target_repo), str(artifacts), "external", hold="WAITING_FOR_PATCH:60")
+    _kill_when(proc, root, "WAITING_FOR_PATCH", 0.3)
+    assert _finish("resume", str(root), "external") == "STOPPED WAITING_FOR_PATCH"
+    tree = root / "work" / "agent-001"
+    config = yaml.safe_load((tree / "engine.yaml").read_text())
+    config["enable_prefix_caching"] = True
+    (tree / "engine.yaml").write_text(yaml.safe_dump(config))
+    agent = git.Repo(tree)
+    agent.git.add("-A")
+    actor = git.Actor("agent", "agent@example.com")
+    agent.index.commit("prefix caching\n\nCites: prefill/kernel_table#0", author=actor, committer=actor)
+    assert _finish("submit", str(root)) == "STOPPED COMPLETE"
+    _assert_clean(root, target_repo)

@@ -1,0 +1,34 @@
+"""The README's main job: `perfloop goal` with no arguments runs a real loop to a verified ledger."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from perfloop.ledger.verify import verify_ledger
+
+
+@pytest.mark.slow
+def test_quickstart_runs_a_real_loop(tmp_path: Path) -> None:
+    result = run_cli("goal", "--artifact-root", str(tmp_path / "artifacts"), cwd=tmp_path, timeout=900)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    match = re.search(r"report: (\S+report\.md)", out.replace("\n", ""))
+    assert match, out[-2000:]
+    root = next((tmp_path / "artifacts").glob("quickstart-2*"))
+    assert verify_ledger(root).ok
+    freeze = json.loads((root / "freeze/freeze.json").read_text())
+    summaries = [json.loads(p.read_text()) for p in sorted(root.glob("rounds/*/summary.json"))]
+    accepted = [s for s in summaries if s["accepted"]]
+    rejected = [s for s in summaries if not s["accepted"]]
+    assert accepted and rejected, summaries
+    assert all(s["rejected_by"] for s in rejected)
+    for s in accepted:
+        reval = json.loads((root / f"rounds/{s['round']:03d}/revalidate.json").read_text())
+        assert reval["metrics"]["output_throughput"]["ci_low"] > 1 + freeze["noise_band"]
+    report = (root / "report.md").read_text()
+    assert "deliberately mis-tuned" in report and "Rejected by:" in report
