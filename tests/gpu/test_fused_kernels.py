@@ -1,11 +1,15 @@
 """The fused decoder kernels (perfloop.engine.fused) match the torch layers in perfloop.engine.layers.
 
 Runs on CUDA when present, otherwise on Triton's CPU interpreter (small shapes). Tolerances: fp32
-within 1e-5 (rel and abs); bf16/fp16 equal or one ulp apart element-wise, except that at most one
-element in a thousand may be two ulps off: when an intermediate rounding (e.g. of silu before the mul)
-lands on the other side of a tie, the next op can widen that one ulp to two. The interpreter truncates
-fp32 -> bf16 casts where the GPU rounds to nearest even, so the fixture patches that cast to round
-like the hardware (and torch) do.
+within 1e-5 (rel and abs); bf16/fp16 equal or one ulp apart element-wise, except at most one element
+in a thousand: when an intermediate rounding (the normalised value before the weight mul, silu before
+the mul) lands on the other side of a tie, the next ops widen that one ulp of the intermediate, and
+RoPE's cancellation (x*cos + rot*sin near 0) makes it many ulps of a small output. Those rare
+elements must stay within 2 * eps * max|ref|. On an H200 the kernels match torch bit for bit but for
+such flips (a few per million elements of the norms; silu and rope alone are exact).
+
+The interpreter truncates fp32 -> bf16 casts where the GPU rounds to nearest even, so the fixture
+patches that cast to round like the hardware (and torch) do.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from perfloop.engine import layers
 from perfloop.engine.layers import RMSNorm, RotaryEmbedding
 
 CUDA = torch.cuda.is_available()
@@ -58,6 +63,14 @@ def fused() -> Iterator[ModuleType]:
     importlib.reload(module)
 
 
+@pytest.fixture(autouse=True)
+def torch_layers() -> Iterator[None]:
+    """The layers' own torch code as the reference: layers.py dispatches to the fused kernels on CUDA."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(layers, "use_fused", lambda x: False)
+        yield
+
+
 def rand(*shape: int, dtype: torch.dtype, seed: int, scale: float = 1.0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return (torch.randn(*shape, generator=gen) * scale).to(dtype).to(DEVICE)
@@ -76,11 +89,13 @@ def assert_matches(out: torch.Tensor, ref: torch.Tensor) -> None:
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
         return
     ulps = (ordered_bits(out) - ordered_bits(ref)).abs()
-    worst = int(ulps.max()) if ulps.numel() else 0
-    widened = int((ulps > 1).sum())
-    assert worst <= 2 and widened * 1000 <= ulps.numel(), (
-        f"{widened} elements over one ulp off (worst {worst})"
-    )
+    widened = ulps > 1
+    count = int(widened.sum())
+    assert count * 1000 <= ulps.numel(), f"{count} of {ulps.numel()} elements over one ulp off"
+    if count:
+        # A flipped intermediate is off by one ulp of its own (operand-sized) value.
+        atol = 2 * torch.finfo(ref.dtype).eps * float(ref.abs().max())
+        assert float((out - ref).float().abs()[widened].max()) <= atol
 
 
 def norm_module(size: int, dtype: torch.dtype, seed: int) -> RMSNorm:
