@@ -67,7 +67,8 @@ class ModelRunner:
         self._staging = torch.empty(0, dtype=torch.int64)
         self._copied = torch.cuda.Event() if self.device.type == "cuda" else None
         self.graphs = None
-        if self.device.type == "cuda" and not config.enforce_eager:
+        # Graphs need graph-safe attention: the torch oracle indexes padded rows' slot -1.
+        if self.device.type == "cuda" and not config.enforce_eager and self.backend.name == "triton":
             self.graphs = DecodeGraphs(self.model, self.backend, self.kv_cache, config.max_num_seqs,
                                        self.max_blocks_per_seq, self.block_size, max_model_len)  # fmt: skip
         log.info(

@@ -34,11 +34,11 @@ class ScheduledBatch:
 
     @property
     def stage(self) -> str:
+        if self.max_new_tokens == 1:
+            return "decode"  # one token each (a one-token prompt counts as decode: same work)
         decodes = sum(
             1 for s, n in zip(self.seqs, self.num_new_tokens, strict=True) if n == 1 and s.is_decode
         )
-        if decodes == len(self.seqs):
-            return "decode"
         return "prefill" if decodes == 0 else "mixed"
 
 
@@ -91,7 +91,8 @@ class Scheduler:
             if not self._admit(seq, budget, batch):
                 break
             budget -= batch.num_new_tokens[-1]
-        self._count_chunks(batch)
+        if batch.seqs and batch.max_new_tokens > 1:
+            self._count_chunks(batch)
         return batch
 
     def _admit(self, seq: Sequence, budget: int, batch: ScheduledBatch) -> bool:

@@ -12,6 +12,7 @@ Greedy decoding, EOS ignored, same prompts as token ids.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -87,7 +88,10 @@ class HFBackend:
         longest = max(len(r.prompt) + r.output_len for r in requests)
         page = 16
         blocks = sum(-(-(len(r.prompt) + r.output_len) // page) for r in requests) + longest // page + 8
-        return ContinuousBatchingConfig(num_blocks=blocks, page_size=page, max_batch_tokens=2048)
+        # transformers renamed block_size to page_size (5.2x); pass whichever this version takes.
+        params = inspect.signature(ContinuousBatchingConfig.__init__).parameters
+        size_key = "page_size" if "page_size" in params else "block_size"
+        return ContinuousBatchingConfig(num_blocks=blocks, max_batch_tokens=2048, **{size_key: page})
 
     def _continuous(
         self,
