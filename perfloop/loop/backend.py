@@ -139,6 +139,7 @@ def run_ab_job(job: dict[str, Any]) -> BenchRecord:
         out_dir=job["out_dir"],
         num_warmups=1,
         torch_threads=spec.measure.torch_threads,
+        max_concurrency=spec.measure.max_concurrency,
         progress=False,
     )
     req_a, got_a = _tokens(result.result_files, "A")

@@ -104,6 +104,7 @@ class MeasureSpec(_Strict):
     aa_trials: int = Field(3, ge=1, description="Trials per side of the A/A run.")
     profile_requests: int = Field(8, ge=1, description="Requests of the workload the profiler replays.")
     torch_threads: int | None = Field(None, ge=1, description="torch threads of in-process engines (CPU).")
+    max_concurrency: int | None = Field(None, ge=1, description="Requests in flight (None: all at once).")
 
 
 class GoalSpec(_Strict):
@@ -139,8 +140,12 @@ class GoalSpec(_Strict):
         return self
 
     def tolerance_sha256(self) -> str:
-        """Hash of the tolerance table and the stop rules (frozen)."""
-        doc = {"tolerances": self.tolerances.model_dump(), "stop": self.stop.model_dump()}
+        """Hash of the tolerance table, the stop rules and the measurement settings (frozen)."""
+        doc = {
+            "tolerances": self.tolerances.model_dump(),
+            "stop": self.stop.model_dump(),
+            "measure": self.measure.model_dump(),
+        }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 

@@ -42,8 +42,10 @@ class Proposal:
 
     `commit` set: a candidate whose parent is `Evidence.parent_commit`, with the rationale and
     the cited table rows (`stage/table#index`). `commit` None and `waiting` False: no
-    proposal, `reason` says why (the loop stops NO_GO). `waiting` True: an external agent
-    is working; the loop parks in WAITING_FOR_PATCH until `perfloop goal submit`.
+    proposal, `reason` says why (the loop stops NO_GO, or BUDGET_LIMITED when
+    `budget_limited`: a spend or turn cap ended the patcher). `waiting` True: an external agent
+    is working; the loop parks in WAITING_FOR_PATCH until `perfloop goal submit`. `files`:
+    records the patcher wrote into the round folder (usage, transcript) for the ledger.
     """
 
     commit: str | None
@@ -52,6 +54,8 @@ class Proposal:
     cited_rows: list[str] = field(default_factory=list)
     rule: str | None = None
     waiting: bool = False
+    budget_limited: bool = False
+    files: list[Path] = field(default_factory=list)
 
 
 class Patcher(ABC):
