@@ -329,7 +329,8 @@ class Run:
         if proposal.commit is None:
             record = PatchRecord(patcher=self.patcher.name, proposed=False, reason=proposal.reason)
             path = self.ledger.write_model(f"{rel}/patch.json", record)
-            self._go(S.NO_GO, [path], reason=f"no proposal: {proposal.reason}")
+            end = S.BUDGET_LIMITED if proposal.budget_limited else S.NO_GO
+            self._go(end, [path, *proposal.files], reason=f"no proposal: {proposal.reason}")
             return
         self._record_candidate(proposal, self.patcher.name)
 
@@ -376,7 +377,7 @@ class Run:
         path = self.ledger.write_model(f"{rel}/patch.json", record)
         self.notify(f"PATCH: candidate {sha[:12]} ({proposal.rule or patcher}): {proposal.rationale[:100]}")
         tried = [*st.tried_rules, proposal.rule] if proposal.rule else list(st.tried_rules)
-        self._go(S.VALIDATE, [path, diff], pending_commit=sha, tried_rules=tried)
+        self._go(S.VALIDATE, [path, diff, *proposal.files], pending_commit=sha, tried_rules=tried)
 
     def _do_validate(self) -> None:
         st = self.state
