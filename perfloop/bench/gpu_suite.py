@@ -177,20 +177,16 @@ def llama8b() -> dict[str, Any]:
 
 
 def profile(out: Path) -> dict[str, Any]:
-    """Trace a slice of the standard workload and write the analysis tables."""
+    """Trace decode steps 60-63 of the standard workload (all 256 requests decoding) and tabulate them."""
     from perfloop.engine.config import EngineConfig
-    from perfloop.profilers.capture import capture_engine
+    from perfloop.profilers.capture import ProfileSchedule, capture_engine
     from perfloop.profilers.tables import analyze
 
-    reqs = build_requests(WorkloadSpec(kind="standard"))[:64]
-    work = [
-        (list(r.prompt), SamplingParams(max_tokens=min(r.output_len, 64), temperature=0, ignore_eos=True))
-        for r in reqs
-    ]
-    cfg = EngineConfig(
-        model="preset:qwen3-0.6b", max_num_seqs=256, max_num_batched_tokens=16384, block_size=256
+    flags = dict(max_num_seqs=256, max_num_batched_tokens=16384, block_size=256)
+    cfg = EngineConfig(model="preset:qwen3-0.6b", **flags)
+    trace = capture_engine(
+        cfg, WorkloadSpec(kind="standard"), out / "profile", ProfileSchedule(wait=60, warmup=2, active=4)
     )
-    trace = capture_engine(cfg, work, out / "profile")
     tables = analyze(
         trace,
         out / "profile" / "tables",
