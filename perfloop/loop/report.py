@@ -81,6 +81,22 @@ def plot_rounds(rounds: list[dict[str, Any]], metric: str, out: Path) -> Path:
     return out
 
 
+def bench_plots(root: Path, rounds: list[dict[str, Any]], out_dir: Path) -> list[str]:
+    """Latency CDFs and throughput from `bench plot` for each accepted round (best vs candidate, trial 0)."""
+    from perfloop.bench.plot import plot_results
+
+    links = []
+    for r in rounds:
+        reval = r["revalidate"]
+        if reval is None or not (r["summary"] and r["summary"].accepted):
+            continue
+        pair = [root / f for f in reval.result_files if Path(f).name in ("trial00-A.json", "trial00-B.json")]
+        if len(pair) == 2 and all(p.exists() for p in pair):
+            written = plot_results(sorted(pair), out_dir / f"round-{r['number']:03d}")
+            links += [p.relative_to(out_dir.parent).as_posix() for p in written]
+    return links
+
+
 def build_report(root: Path, out: Path | None = None) -> Path:
     """Render the report of the run at `root` to `out` (default `<root>/report.md`)."""
     out = out or root / "report.md"
@@ -94,6 +110,7 @@ def build_report(root: Path, out: Path | None = None) -> Path:
     rounds = round_views(root)
     metric = manifest.spec["metric"]
     plot = plot_rounds(rounds, metric, out.parent / "plots" / "rounds.png")
+    extra_plots = bench_plots(root, rounds, out.parent / "plots")
     measured = [r for r in rounds if r["benches"]]
     text = render(
         "pr_report.md.j2",
@@ -109,6 +126,7 @@ def build_report(root: Path, out: Path | None = None) -> Path:
         rejected=[r for r in rounds if r["summary"] and not r["summary"].accepted],
         metric=metric,
         plot=plot.relative_to(out.parent).as_posix(),
+        bench_plots=extra_plots,
         verify=verify_ledger(root),
         run_root=root,
     )
