@@ -40,6 +40,7 @@ from perfloop.loop.freeze import freeze_record
 from perfloop.loop.gap import decide_gap
 from perfloop.loop.launch import target_launch
 from perfloop.loop.measure import Backend, Side
+from perfloop.loop.model_review import ModelReviewer, run_model_review
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
 from perfloop.loop.reviewer import ReviewInput, review
 from perfloop.loop.spec import GoalSpec
@@ -64,7 +65,14 @@ def new_run_id() -> str:
 class Run:
     """One run folder: its ledger, spec, target repo and current state."""
 
-    def __init__(self, root: Path, backend: Backend, patcher: Patcher, notify: Notify | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        backend: Backend,
+        patcher: Patcher,
+        notify: Notify | None = None,
+        model_reviewer: ModelReviewer | None = None,
+    ) -> None:
         self.root = Path(root)
         self.ledger = Ledger(self.root)
         self.ledger.repair_tail()
@@ -74,12 +82,20 @@ class Run:
         self.backend = backend
         self.patcher = patcher
         self.notify = notify or (lambda _msg: None)
+        self.model_reviewer = model_reviewer
         self.state = self._last_state()
 
     # ---------- creation and persistence ----------
 
     @classmethod
-    def create(cls, spec: GoalSpec, backend: Backend, patcher: Patcher, notify: Notify | None = None) -> Run:
+    def create(
+        cls,
+        spec: GoalSpec,
+        backend: Backend,
+        patcher: Patcher,
+        notify: Notify | None = None,
+        model_reviewer: ModelReviewer | None = None,
+    ) -> Run:
         """INIT: refuse a dirty target, create the loop branch, write the manifest, go to FREEZE."""
         repo = wt.open_repo(spec.target.repo)
         run_id = spec.run_id or new_run_id()
@@ -109,7 +125,7 @@ class Run:
         path = ledger.write_model(MANIFEST, manifest)
         state = LoopState(state=S.FREEZE, branch_head=base, best_commit=base, started=time.time())
         ledger.append("transition", S.FREEZE, data={"from": S.INIT, "loop": state.model_dump()}, files=[path])
-        return cls(root, backend, patcher, notify)
+        return cls(root, backend, patcher, notify, model_reviewer)
 
     def _last_state(self) -> LoopState:
         for event in reversed(self.ledger.events()):
@@ -449,13 +465,14 @@ class Run:
             base_is_ancestor=wt.is_ancestor(self.repo, self.manifest.base_commit, st.pending_commit or ""),
             round_dir=self.round_dir,
         )
-        record = review(inp)
+        # The optional model review only adds findings to candidates the gates accepted.
+        record, extra = run_model_review(self.model_reviewer, inp, review(inp))
         path = self.ledger.write_model(f"rounds/{st.round:03d}/review.json", record)
         self.notify(
             f"REVIEW: {record.verdict}"
             + (f", rejected by {record.rejected_by}" if record.rejected_by else "")
         )
-        self._go(S.RECORD, [path])
+        self._go(S.RECORD, [path, *extra])
 
     def _do_record(self) -> None:
         st = self.state

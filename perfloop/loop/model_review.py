@@ -1,0 +1,205 @@
+"""The optional model reviewer: a second opinion after the mechanical gates have passed.
+
+It renders `prompts/review.md.j2` from the round's artifacts only (diff, patch record,
+correctness output, measurements, cited profiler rows, gate results; never the patcher's
+transcript), makes one call that must answer with the `submit_review` tool (a structured
+verdict with every finding in one pass), and writes `model_review.json`. Merging can only
+add: a `model_review` gate joins the mechanical ones, and a non-ADVANCED verdict or a
+blocking finding rejects the candidate. A failed mechanical gate is never overridden, and a
+review that cannot be had (spend cap, API error, malformed answer) fails closed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from perfloop.ledger.records import GateResult, Record, ReviewRecord, Verdict
+from perfloop.ledger.store import atomic_write_model
+from perfloop.loop.patchers.anthropic import ApiSettings, api_key, redact, run_spend, usage_of
+from perfloop.loop.pricing import PRICES_AS_OF, TokenUsage, cost_usd, prices_for
+from perfloop.loop.reviewer import ReviewInput
+from perfloop.loop.templates import render
+
+REVIEW_FILE = "model_review.json"
+REVIEW_TOKENS = 4096
+GATE = "model_review"
+
+Severity = Literal["blocking", "major", "minor"]
+
+
+class ModelFinding(BaseModel):
+    """One finding of the model reviewer."""
+
+    severity: Severity
+    title: str
+    evidence: str = Field(description="Which artifact shows it (path, diff hunk, table row).")
+
+
+class ModelVerdict(BaseModel):
+    """What `submit_review` must carry."""
+
+    verdict: Verdict
+    summary: str
+    findings: list[ModelFinding] = Field(default_factory=list)
+
+
+REVIEW_TOOL: dict[str, Any] = {
+    "name": "submit_review",
+    "description": "Submit the verdict and every finding of this review in one call.",
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "verdict": {"type": "string", "enum": ["ADVANCED", "STALLED", "REGRESSED"]},
+            "summary": {"type": "string"},
+            "findings": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "severity": {"type": "string", "enum": ["blocking", "major", "minor"]},
+                        "title": {"type": "string"},
+                        "evidence": {"type": "string"},
+                    },
+                    "required": ["severity", "title", "evidence"],
+                },
+            },
+        },
+        "required": ["verdict", "summary", "findings"],
+    },
+}
+
+
+class ModelReviewRecord(Record):
+    """`model_review.json`: the model's verdict, or why there is none, with its cost."""
+
+    model: str
+    verdict: Verdict | None
+    summary: str = ""
+    findings: list[ModelFinding] = Field(default_factory=list)
+    error: str | None = Field(None, description="Set when no valid review was had; the gate then fails.")
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    usd: float = 0.0
+    prices_as_of: str = PRICES_AS_OF
+    wall_s: float = 0.0
+    read: list[str] = Field(
+        default_factory=list, description="Run-relative artifacts the prompt was built from."
+    )
+
+
+class ModelReviewer:
+    """Asks one model for a structured verdict on a candidate that passed the mechanical gates."""
+
+    def __init__(self, api: ApiSettings) -> None:
+        prices_for(api.model)  # an unknown model fails before any spend
+        self.api = api
+
+    def review(self, inp: ReviewInput, mechanical: ReviewRecord) -> ModelReviewRecord:
+        """One call; every failure comes back as a record with `error` set."""
+        started = time.time()
+        run_root = inp.round_dir.parent.parent
+        cap = inp.spec.budgets.max_api_usd
+        spent = run_spend(run_root).usd
+        prompt, read = _prompt(inp, mechanical, run_root)
+        price = prices_for(self.api.model)
+        sent = (len(prompt) + 2000) // 3 * price["input"] / 1e6
+        tokens = min(REVIEW_TOKENS, int((cap - spent - sent) * 1e6 / price["output"]))
+        if tokens < 256:
+            return self._failed(
+                f"max_api_usd {cap:.4f} leaves no room for a review (spent {spent:.4f})", read
+            )
+        key = api_key()
+        try:
+            response = self.api.client(key).messages.create(
+                model=self.api.model,
+                max_tokens=tokens,
+                system="You are a strict reviewer of performance patches. Answer only with submit_review.",
+                tools=[REVIEW_TOOL],
+                tool_choice={"type": "tool", "name": "submit_review"},
+                messages=[{"role": "user", "content": prompt}],
+            )
+        except Exception as exc:  # anthropic.APIError and transport failures: fail closed
+            return self._failed(redact(f"{type(exc).__name__}: {exc}", [key]), read)
+        usage = usage_of(response)
+        spend = {"usage": usage, "usd": cost_usd(self.api.model, usage), "wall_s": time.time() - started}
+        uses = [b for b in response.content if b.type == "tool_use" and b.name == "submit_review"]
+        if response.stop_reason != "tool_use" or not uses:
+            return self._failed(f"no submit_review call (stop_reason {response.stop_reason})", read, **spend)
+        try:
+            verdict = ModelVerdict.model_validate(uses[0].input)
+        except ValidationError as exc:
+            return self._failed(f"malformed verdict: {exc.errors()[0]['msg']}", read, **spend)
+        return ModelReviewRecord(
+            model=self.api.model,
+            verdict=verdict.verdict,
+            summary=redact(verdict.summary, [key]),
+            findings=verdict.findings,
+            read=read,
+            **spend,
+        )
+
+    def _failed(self, error: str, read: list[str], **spend: Any) -> ModelReviewRecord:
+        return ModelReviewRecord(model=self.api.model, verdict=None, error=error, read=read, **spend)
+
+
+def merge(mechanical: ReviewRecord, model: ModelReviewRecord) -> ReviewRecord:
+    """Add the model's findings as a gate; it can reject a candidate, never accept one."""
+    blocking = [f for f in model.findings if f.severity == "blocking"]
+    passed = model.error is None and model.verdict == "ADVANCED" and not blocking
+    listed = "; ".join(f"[{f.severity}] {f.title} ({f.evidence})" for f in model.findings)
+    head = (
+        f"model error: {model.error}" if model.error else f"{model.model}: {model.verdict}: {model.summary}"
+    )
+    gate = GateResult(gate=GATE, passed=passed, evidence=head + (f"; findings: {listed}" if listed else ""))
+    gates = [*mechanical.gates, gate]
+    if not mechanical.accepted:
+        return mechanical.model_copy(update={"gates": gates})
+    if passed:
+        return mechanical.model_copy(update={"gates": gates})
+    verdict = model.verdict if model.verdict in ("STALLED", "REGRESSED") else "STALLED"
+    return ReviewRecord(
+        gates=gates, verdict=verdict, rejected_by=[*mechanical.rejected_by, GATE], accepted=False
+    )
+
+
+def run_model_review(
+    reviewer: ModelReviewer | None, inp: ReviewInput, mechanical: ReviewRecord
+) -> tuple[ReviewRecord, list[Path]]:
+    """REVIEW's second step: only for candidates the gates accepted; returns the merged record and files."""
+    if reviewer is None or not mechanical.accepted:
+        return mechanical, []
+    record = reviewer.review(inp, mechanical)
+    path = atomic_write_model(inp.round_dir / REVIEW_FILE, record)
+    return merge(mechanical, record), [path]
+
+
+def _prompt(inp: ReviewInput, mechanical: ReviewRecord, run_root: Path) -> tuple[str, list[str]]:
+    """The review prompt and the artifacts it was built from (never transcript.json)."""
+    patch = inp.patch
+    read = [p for p in (patch.diff_file, inp.validation.log_file) if p]
+    diff = (run_root / patch.diff_file).read_text() if patch.diff_file else ""
+    log = (run_root / inp.validation.log_file).read_text()[-3000:]
+    cited = {}
+    for ref in patch.cited_rows:
+        stage, _, rest = ref.partition("/")
+        table, _, index = rest.partition("#")
+        rows = inp.profile.tables.get(stage, {}).get(table, [])
+        if index.isdigit() and int(index) < len(rows):
+            cited[ref] = rows[int(index)]
+    text = render(
+        "review.md.j2",
+        run_id=run_root.name,
+        round=int(inp.round_dir.name),
+        spec=inp.spec,
+        patch=patch,
+        cited=cited,
+        diff=diff[:40_000],
+        validation=inp.validation,
+        validation_log=log,
+        revalidate=inp.revalidate,
+        gates=mechanical.gates,
+    )
+    return text, read
