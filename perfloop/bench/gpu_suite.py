@@ -176,6 +176,49 @@ def llama8b() -> dict[str, Any]:
     }
 
 
+def step_times() -> dict[str, Any]:
+    """Wall time of every engine step of the standard workload, split by stage: where the time goes."""
+    from perfloop.engine.config import EngineConfig
+    from perfloop.engine.llm_engine import LLMEngine
+
+    engine = LLMEngine(
+        EngineConfig(
+            model="preset:qwen3-0.6b", max_num_seqs=256, max_num_batched_tokens=16384, block_size=256
+        )
+    )
+    reqs = build_requests(WorkloadSpec(kind="standard"))
+    for r in reqs:
+        engine.add_request(
+            str(r.index), r.prompt, SamplingParams(max_tokens=r.output_len, temperature=0, ignore_eos=True)
+        )
+    rows = []
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    while engine.has_unfinished():
+        t0 = time.perf_counter()
+        batch_size = len(engine.scheduler.running) + len(engine.scheduler.waiting)
+        out = engine.step()
+        rows.append((time.perf_counter() - t0, batch_size, len(out)))
+    total = time.perf_counter() - start
+    slow = sorted(rows, reverse=True)[:8]
+    return {
+        "total_s": total,
+        "steps": len(rows),
+        "tokens": sum(r[2] for r in rows),
+        "sum_step_s": sum(r[0] for r in rows),
+        "slowest": [(round(t * 1e3, 1), b, n) for t, b, n in slow],
+        "median_ms_by_bs": {
+            b: round(
+                1e3
+                * sorted(t for t, bb, _ in rows if bb == b)[len([1 for _, bb, _ in rows if bb == b]) // 2],
+                2,
+            )
+            for b in (256, 192, 128, 64, 32, 8, 1)
+            if any(bb == b for _, bb, _ in rows)
+        },
+    }
+
+
 def profile(out: Path) -> dict[str, Any]:
     """Trace decode steps 60-63 of the standard workload (all 256 requests decoding) and tabulate them."""
     from perfloop.engine.config import EngineConfig
@@ -192,6 +235,29 @@ def profile(out: Path) -> dict[str, Any]:
         out / "profile" / "tables",
         formats=("md", "json"),
         mapping_path=out / "profile" / "mapping" / "trace.json.gz",
+    )
+    return {"trace": str(trace), "stages": sorted(tables)}
+
+
+def profile_8b(out: Path) -> dict[str, Any]:
+    """Trace batch-1 decode steps of the Llama-3.1-8B shape and tabulate them."""
+    from perfloop.engine.config import EngineConfig
+    from perfloop.profilers.capture import ProfileSchedule, capture_engine
+    from perfloop.profilers.tables import analyze
+
+    cfg = EngineConfig(model="preset:llama-3.1-8b", max_num_seqs=8, max_model_len=4096, block_size=256)
+    work = [
+        (
+            _prompts(1, 128, 129, seed=3, vocab=128000)[0],
+            SamplingParams(max_tokens=64, temperature=0, ignore_eos=True),
+        )
+    ]
+    trace = capture_engine(cfg, work, out / "profile8b", ProfileSchedule(wait=20, warmup=2, active=4))
+    tables = analyze(
+        trace,
+        out / "profile8b" / "tables",
+        formats=("md", "json"),
+        mapping_path=out / "profile8b" / "mapping" / "trace.json.gz",
     )
     return {"trace": str(trace), "stages": sorted(tables)}
 
@@ -213,6 +279,8 @@ def main(
                 "hf": lambda: hf_slice(hf_requests),
                 "llama8b": llama8b,
                 "standard": lambda: standard(out),
+                "steps": step_times,
+                "profile8b": lambda: profile_8b(out),
                 "profile": lambda: profile(out),
             }[part]()
         except Exception as exc:  # one failing part must not lose the others' numbers

@@ -66,6 +66,8 @@ class ModelRunner:
         self.kv_cache = self._alloc_kv(self.num_blocks)
         self._staging = torch.empty(0, dtype=torch.int64)
         self._copied = torch.cuda.Event() if self.device.type == "cuda" else None
+        if self.device.type == "cuda":
+            self._compile_kernels()
         self.graphs = None
         # Graphs need graph-safe attention: the torch oracle indexes padded rows' slot -1.
         if self.device.type == "cuda" and not config.enforce_eager and self.backend.name == "triton":
@@ -116,6 +118,34 @@ class ModelRunner:
             current / 2**30, (peak - current) / 2**30, num_blocks * self.block_bytes() / 2**30, num_blocks,
         )  # fmt: skip
         return num_blocks
+
+    # (new tokens, cached tokens) per sequence of the steps that compile every Triton specialisation:
+    # Triton specialises integer arguments on ==1 and %16, so token counts of both kinds, decodes
+    # leading a mixed step, and prefills over a cached prefix all get compiled before serving.
+    _COMPILE_STEPS: tuple[tuple[tuple[int, int], ...], ...] = (
+        ((1, 0),), ((7, 0),), ((16, 0),), ((33, 0),), ((20, 48),), ((32, 32),), ((1, 5), (1, 9)),
+        ((1, 5), (30, 0)), ((1, 5), (1, 9), (47, 0)), ((17, 0), (15, 16)), ((16, 0), (16, 16)),
+    )  # fmt: skip
+
+    def _compile_kernels(self) -> None:
+        """Run tiny dummy steps so JIT compilation happens at start-up, not inside a measured run."""
+        from perfloop.engine.sampling import SamplingParams
+        from perfloop.engine.scheduler import ScheduledBatch
+        from perfloop.engine.sequence import Sequence
+
+        greedy = SamplingParams(temperature=0.0)
+        for shape in self._COMPILE_STEPS:
+            seqs, next_block = [], 0
+            for new, cached in shape:
+                seq = Sequence("compile", [0] * (new + cached), greedy)
+                seq.num_computed = cached
+                need = -(-(new + cached) // self.block_size)
+                seq.block_table = list(range(next_block, next_block + need))
+                next_block += need
+                seqs.append(seq)
+            if next_block <= self.num_blocks:
+                self.execute(ScheduledBatch(seqs, [n for n, _ in shape]))
+        torch.cuda.synchronize()
 
     @torch.inference_mode()
     def _warmup(self, tokens: int) -> None:
