@@ -48,6 +48,7 @@ from perfloop.loop.summary import render_summary
 
 STOP_REQUEST = "STOP"
 LOCK = ".lock"
+BLOCK_AFTER = 3  # the same state failing this often in one round is a blocker, not bad luck
 HOLD_ENV = "PERFLOOP_HOLD_AT"  # "STATE[:seconds]": pause on entering STATE (crash tests kill it there)
 
 Notify = Callable[[str], None]
@@ -135,7 +136,7 @@ class Run:
 
     def _go(self, next_state: str, files: list[Path] | None = None, **changes: object) -> None:
         prev = self.state.state
-        if next_state not in S.NEXT.get(prev, set()) and next_state != S.ABORTED:
+        if next_state not in S.NEXT.get(prev, set()) and next_state not in (S.ABORTED, S.BLOCKED):
             raise LoopError(f"illegal transition {prev} -> {next_state}")
         self.state = self.state.model_copy(update={"state": next_state, **changes})
         self.ledger.append(
@@ -183,8 +184,32 @@ class Run:
                 if (self.root / STOP_REQUEST).exists():
                     self._go(S.ABORTED, reason="stopped by `perfloop goal stop`")
                     break
-                self.HANDLERS[self.state.state](self)
+                try:
+                    self.HANDLERS[self.state.state](self)
+                except (subprocess.SubprocessError, RuntimeError, OSError, ValueError) as exc:
+                    if not self._blocked(exc):
+                        raise
+                    break
         return self.state.state
+
+    def _blocked(self, exc: Exception) -> bool:
+        """Record a failed state; the same state failing BLOCK_AFTER times in a round ends the run BLOCKED."""
+        st = self.state
+        self.ledger.append(
+            "error", st.state, round=st.round, data={"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        )
+        failures = [
+            e
+            for e in self.ledger.events()
+            if e.kind == "error" and e.round == st.round and e.state == st.state
+        ]
+        if len(failures) < BLOCK_AFTER:
+            self.notify(
+                f"{st.state} failed ({len(failures)}/{BLOCK_AFTER}); `perfloop goal resume` retries it"
+            )
+            return False
+        self._go(S.BLOCKED, reason=f"{st.state} failed {len(failures)} times: {str(exc)[:300]}")
+        return True
 
     def stop(self) -> str:
         """Abort now when no process drives the run, else ask the driver to stop at the next transition."""

@@ -77,3 +77,20 @@ def test_dirty_target_is_refused(tmp_path: Path, target_repo: Path) -> None:
     (target_repo / "engine.yaml").write_text("model: x\n")
     with pytest.raises(TargetRepoError, match="uncommitted"):
         Run.create(make_spec(target_repo, tmp_path), FakeBackend(), ScriptedPatcher([]))
+
+
+def test_a_state_failing_three_times_ends_blocked(tmp_path: Path, target_repo: Path) -> None:
+    import pytest
+
+    class Broken(FakeBackend):
+        def profile(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise RuntimeError("profiler cannot start")
+
+    spec = make_spec(target_repo, tmp_path)
+    run = Run.create(spec, Broken(), ScriptedPatcher([]))
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="profiler cannot start"):
+            Run(run.root, Broken(), ScriptedPatcher([])).drive()
+    final = Run(run.root, Broken(), ScriptedPatcher([]))
+    assert final.drive() == "BLOCKED" and "profiler cannot start" in final.state.reason
+    assert verify_ledger(run.root).ok
