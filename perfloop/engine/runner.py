@@ -66,9 +66,9 @@ class ModelRunner:
         self.kv_cache = self._alloc_kv(self.num_blocks)
         self._staging = torch.empty(0, dtype=torch.int64)
         self._copied = torch.cuda.Event() if self.device.type == "cuda" else None
+        self.graphs: DecodeGraphs | None = None
         if self.device.type == "cuda":
             self._compile_kernels()
-        self.graphs = None
         # Graphs need graph-safe attention: the torch oracle indexes padded rows' slot -1.
         if self.device.type == "cuda" and not config.enforce_eager and self.backend.name == "triton":
             self.graphs = DecodeGraphs(self.model, self.backend, self.kv_cache, config.max_num_seqs,
