@@ -2,8 +2,10 @@
 
 It renders `prompts/review.md.j2` from the round's artifacts only (diff, patch record,
 correctness output, measurements, cited profiler rows, gate results; never the patcher's
-transcript), makes one call that must answer with the `submit_review` tool (a structured
-verdict with every finding in one pass), and writes `model_review.json`. Merging can only
+transcript), makes one call that answers with the `submit_review` tool (a structured
+verdict with every finding in one pass; a bare JSON object in the text is accepted too, as
+tool use is offered rather than forced: newer models reject forced tool use), and writes
+`model_review.json`. Merging can only
 add: a `model_review` gate joins the mechanical ones, and a non-ADVANCED verdict or a
 blocking finding rejects the candidate. A failed mechanical gate is never overridden, and a
 review that cannot be had (spend cap, API error, malformed answer) fails closed.
@@ -11,6 +13,7 @@ review that cannot be had (spend cap, API error, malformed answer) fails closed.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 from perfloop.ledger.records import GateResult, Record, ReviewRecord, Verdict
 from perfloop.ledger.store import atomic_write_model
 from perfloop.loop.patchers.anthropic import ApiSettings, api_key, redact, run_spend, usage_of
-from perfloop.loop.pricing import PRICES_AS_OF, TokenUsage, cost_usd, prices_for
+from perfloop.loop.pricing import PRICES_AS_OF, TokenUsage, cost_usd, prices_for, worst_rates
 from perfloop.loop.reviewer import ReviewInput
 from perfloop.loop.templates import render
 
@@ -104,7 +107,7 @@ class ModelReviewer:
         cap = inp.spec.budgets.max_api_usd
         spent = run_spend(run_root).usd
         prompt, read = _prompt(inp, mechanical, run_root)
-        price = prices_for(self.api.model)
+        price = worst_rates(self.api.model)
         sent = (len(prompt) + 2000) // 3 * price["input"] / 1e6
         tokens = min(REVIEW_TOKENS, int((cap - spent - sent) * 1e6 / price["output"]))
         if tokens < 256:
@@ -118,20 +121,21 @@ class ModelReviewer:
                 max_tokens=tokens,
                 system="You are a strict reviewer of performance patches. Answer only with submit_review.",
                 tools=[REVIEW_TOOL],
-                tool_choice={"type": "tool", "name": "submit_review"},
                 messages=[{"role": "user", "content": prompt}],
             )
         except Exception as exc:  # anthropic.APIError and transport failures: fail closed
             return self._failed(redact(f"{type(exc).__name__}: {exc}", [key]), read)
         usage = usage_of(response)
         spend = {"usage": usage, "usd": cost_usd(self.api.model, usage), "wall_s": time.time() - started}
-        uses = [b for b in response.content if b.type == "tool_use" and b.name == "submit_review"]
-        if response.stop_reason != "tool_use" or not uses:
+        answer = _answer(response)
+        if answer is None:
             return self._failed(f"no submit_review call (stop_reason {response.stop_reason})", read, **spend)
         try:
-            verdict = ModelVerdict.model_validate(uses[0].input)
+            verdict = ModelVerdict.model_validate(answer)
         except ValidationError as exc:
-            return self._failed(f"malformed verdict: {exc.errors()[0]['msg']}", read, **spend)
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            return self._failed(f"malformed verdict: {where}: {first['msg']}", read, **spend)
         return ModelReviewRecord(
             model=self.api.model,
             verdict=verdict.verdict,
@@ -143,6 +147,23 @@ class ModelReviewer:
 
     def _failed(self, error: str, read: list[str], **spend: Any) -> ModelReviewRecord:
         return ModelReviewRecord(model=self.api.model, verdict=None, error=error, read=read, **spend)
+
+
+def _answer(response: Any) -> Any:
+    """The submit_review input, else a JSON object in the text, else None."""
+    if response.stop_reason not in ("tool_use", "end_turn"):
+        return None
+    for block in response.content:
+        if block.type == "tool_use" and block.name == "submit_review":
+            return block.input
+    text = "".join(b.text for b in response.content if b.type == "text")
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return None
+    try:
+        return json.loads(text[start : end + 1])
+    except json.JSONDecodeError:
+        return None
 
 
 def merge(mechanical: ReviewRecord, model: ModelReviewRecord) -> ReviewRecord:

@@ -92,10 +92,16 @@ class FakeMessagesAPI:
         return step(body) if callable(step) else step
 
 
+def credential(headers: dict[str, str]) -> str:
+    """The API key a request carried (`x-api-key`, or `authorization: Bearer` as SDK 2.x sends it)."""
+    bearer = headers.get("authorization", "")
+    return headers.get("x-api-key") or (bearer[7:] if bearer.lower().startswith("bearer ") else "")
+
+
 def protocol_problem(body: dict[str, Any], headers: dict[str, str]) -> str | None:
     """What a real Messages API would answer 400/401 for, or None."""
-    if not headers.get("x-api-key"):
-        return "x-api-key header is required"
+    if not credential(headers):
+        return "x-api-key or authorization header is required"
     if not headers.get("anthropic-version"):
         return "anthropic-version header is required"
     for key in ("model", "max_tokens", "messages"):
@@ -161,7 +167,7 @@ def _handler(api: FakeMessagesAPI) -> type[BaseHTTPRequestHandler]:
             api.headers.append(headers)
             problem = protocol_problem(body, headers)
             if problem:
-                status = 401 if "x-api-key" in problem else 400
+                status = 401 if "authorization" in problem else 400
                 kind = "authentication_error" if status == 401 else "invalid_request_error"
                 self._error(status, kind, problem)
                 return
@@ -170,7 +176,11 @@ def _handler(api: FakeMessagesAPI) -> type[BaseHTTPRequestHandler]:
                 retry = {"retry-after-ms": str(reply["retry_after_ms"]), "retry-after": "0"}
                 self._error(reply["status"], reply["type"], reply.get("message", "scripted error"), retry)
                 return
-            api.served_usage.append(reply["usage"])
+            used, stop = dict(reply["usage"]), reply["stop_reason"]
+            if used["output_tokens"] > body["max_tokens"]:
+                # As the real API does: a reply never runs past max_tokens.
+                used["output_tokens"], stop = body["max_tokens"], "max_tokens"
+            api.served_usage.append(used)
             self._send(
                 200,
                 {
@@ -179,9 +189,9 @@ def _handler(api: FakeMessagesAPI) -> type[BaseHTTPRequestHandler]:
                     "role": "assistant",
                     "model": body["model"],
                     "content": reply["content"],
-                    "stop_reason": reply["stop_reason"],
+                    "stop_reason": stop,
                     "stop_sequence": None,
-                    "usage": reply["usage"],
+                    "usage": used,
                 },
             )
 

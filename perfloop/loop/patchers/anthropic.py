@@ -27,15 +27,15 @@ from perfloop.ledger.store import atomic_write_model, atomic_write_text
 from perfloop.loop import worktrees as wt
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
 from perfloop.loop.patchers.tools import TOOL_SPECS, Sandbox, ToolError
-from perfloop.loop.pricing import PRICES_AS_OF, TokenUsage, cost_usd, prices_for
+from perfloop.loop.pricing import PRICES_AS_OF, TokenUsage, calls_usd, prices_for, worst_rates
 from perfloop.loop.reviewer import GATES, available_rows
 from perfloop.loop.secrets import PATTERNS
 from perfloop.loop.templates import render
 
 API_KEY_ENV = "ANTHROPIC_API_KEY"
 BASE_URL_ENV = "ANTHROPIC_BASE_URL"
-DEFAULT_MODEL = "claude-sonnet-4-5"
-RESPONSE_TOKENS = 8192  # max_tokens of one reply, lowered when a cap leaves less
+DEFAULT_MODEL = "claude-sonnet-5-5"
+RESPONSE_TOKENS = 16_000  # max_tokens of one reply, lowered when a cap leaves less
 MIN_RESPONSE_TOKENS = 256  # below this a reply cannot carry a useful patch: stop instead
 CHARS_PER_TOKEN = 3  # conservative input estimate (real English/code runs about 3.5-4)
 AGENT_FILE = "agent.json"
@@ -71,12 +71,11 @@ class ApiSettings:
     def client(self, key: str) -> Any:
         """An `anthropic.Anthropic` client (imported here: the SDK takes a second to import)."""
         import anthropic
-        import httpx
 
         return anthropic.Anthropic(
             api_key=key,
             base_url=self.base_url or os.environ.get(BASE_URL_ENV) or None,
-            timeout=httpx.Timeout(self.timeout_s, connect=10.0),
+            timeout=self.timeout_s,
             max_retries=self.max_retries,
         )
 
@@ -128,7 +127,7 @@ class AgentRecord(Record):
     turns: int = Field(description="API responses received this round.")
     calls: list[TokenUsage] = Field(description="Usage of each response, as the API reported it.")
     usage: TokenUsage = Field(description="Sum of `calls`.")
-    usd: float = Field(description="Estimated cost of `usage` (perfloop/loop/pricing.py).")
+    usd: float = Field(description="Estimated cost of `calls`, each priced on its own (pricing.py).")
     prices_as_of: str
     wall_s: float
     stop: str = Field(description="finished, gave_up, turn_cap, output_token_cap, usd_cap, refusal, ...")
@@ -263,8 +262,8 @@ class AnthropicPatcher(Patcher):
             if left < MIN_RESPONSE_TOKENS:
                 return "output_token_cap", f"max_output_tokens {caps.max_output_tokens} reached for the run"
             tokens = min(tokens, left)
-        prices = prices_for(self.api.model)
-        spent = caps.spent_usd + cost_usd(self.api.model, s.usage)
+        prices = worst_rates(self.api.model)
+        spent = caps.spent_usd + calls_usd(self.api.model, s.calls)
         sent = len(json.dumps([s.system, TOOL_SPECS, s.messages])) // CHARS_PER_TOKEN
         usd_left = caps.max_usd - spent - sent * prices["input"] / 1e6
         tokens = min(tokens, int(usd_left * 1e6 / prices["output"]))
@@ -336,7 +335,7 @@ class AnthropicPatcher(Patcher):
             turns=len(s.calls),
             calls=s.calls,
             usage=usage,
-            usd=cost_usd(self.api.model, usage),
+            usd=calls_usd(self.api.model, s.calls),
             prices_as_of=PRICES_AS_OF,
             wall_s=wall,
             stop=stop,

@@ -26,6 +26,7 @@ MAX_READ_LINES = 400
 MAX_TOOL_CHARS = 30_000
 MAX_GREP_HITS = 100
 SYMLINK_MODE = "120000"
+HIDDEN_ENV = ("ANTHROPIC_API_KEY",)  # the target's commands never see the agent's key
 
 TOOL_SPECS: list[dict[str, Any]] = [
     {
@@ -264,6 +265,7 @@ class Sandbox:
                 capture_output=True,
                 text=True,
                 timeout=self.correctness_timeout_s,
+                env={k: v for k, v in os.environ.items() if k not in HIDDEN_ENV},
             )
         except subprocess.TimeoutExpired as exc:
             raise ToolError(
