@@ -16,20 +16,53 @@ from perfloop.ledger.verify import verify_ledger
 from perfloop.loop import states as S
 from perfloop.loop.backend import ProcessBackend
 from perfloop.loop.machine import LoopError, Run
+from perfloop.loop.model_review import ModelReviewer
+from perfloop.loop.patchers.anthropic import AnthropicPatcher, ApiSettings, MissingKeyError, api_key
 from perfloop.loop.patchers.base import Patcher
 from perfloop.loop.patchers.external import ExternalPatcher
 from perfloop.loop.patchers.playbook import PlaybookPatcher
+from perfloop.loop.pricing import UnknownModelError
 from perfloop.loop.quickstart import make_target_repo, quickstart_spec
 from perfloop.loop.report import build_report
-from perfloop.loop.spec import GoalSpec, SpecError, load_spec
+from perfloop.loop.spec import GoalSpec, SpecError, load_spec, parse_spec
 from perfloop.loop.worktrees import TargetRepoError
 
 app = typer.Typer(help="The performance loop.", invoke_without_command=True)
 console = Console()
 
 
-def _patcher(name: str) -> Patcher:
-    return ExternalPatcher() if name == "external" else PlaybookPatcher()
+def _patcher(spec: GoalSpec) -> Patcher:
+    if spec.patcher == "anthropic":
+        _require_key()
+        try:
+            return AnthropicPatcher(
+                ApiSettings(model=spec.agent.model),
+                max_turns=spec.agent.max_turns,
+                max_output_tokens=spec.agent.max_output_tokens,
+                notify=_notify,
+            )
+        except UnknownModelError as exc:
+            raise typer.BadParameter(str(exc).removeprefix("--model: "), param_hint="--model") from exc
+    return ExternalPatcher() if spec.patcher == "external" else PlaybookPatcher()
+
+
+def _reviewer(spec: GoalSpec) -> ModelReviewer | None:
+    """The optional model reviewer of `--review-model`."""
+    if not spec.agent.review_model:
+        return None
+    _require_key()
+    try:
+        return ModelReviewer(ApiSettings(model=spec.agent.review_model))
+    except UnknownModelError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--model: "), param_hint="--review-model") from exc
+
+
+def _require_key() -> None:
+    try:
+        api_key()
+    except MissingKeyError as exc:
+        console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2) from exc
 
 
 def _notify(message: str) -> None:
@@ -39,7 +72,7 @@ def _notify(message: str) -> None:
 def _open(run: str) -> Run:
     root = resolve_run(run)
     spec = GoalSpec.model_validate(json.loads((root / "manifest.json").read_text())["spec"])
-    return Run(root, ProcessBackend(), _patcher(spec.patcher), _notify)
+    return Run(root, ProcessBackend(), _patcher(spec), _notify, _reviewer(spec))
 
 
 def _finish(run: Run) -> None:
@@ -66,7 +99,7 @@ def _drive(run: Run) -> None:
 
 def _start(spec: GoalSpec) -> Run:
     try:
-        return Run.create(spec, ProcessBackend(), _patcher(spec.patcher), _notify)
+        return Run.create(spec, ProcessBackend(), _patcher(spec), _notify, _reviewer(spec))
     except (TargetRepoError, LoopError, SpecError) as exc:
         raise typer.BadParameter(str(exc)) from exc
 
@@ -89,24 +122,43 @@ def goal(
 def run_goal(
     spec: Path = typer.Option(..., "--spec", help="Goal spec YAML."),
     run_id: str = typer.Option(None, "--run-id", help="Run id (default: a timestamp)."),
-    patcher: str = typer.Option(None, "--patcher", help="playbook or external (overrides the spec)."),
+    patcher: str = typer.Option(
+        None, "--patcher", help="playbook, external or anthropic (overrides the spec)."
+    ),
     max_rounds: int = typer.Option(None, "--max-rounds", help="Round budget (overrides the spec)."),
+    model: str = typer.Option(None, "--model", help="anthropic patcher model (default claude-sonnet-5-5)."),
+    max_turns: int = typer.Option(None, "--max-turns", min=1, help="API responses per round (default 40)."),
+    max_output_tokens: int = typer.Option(
+        None, "--max-output-tokens", min=1, help="Output tokens across the run's agent calls."
+    ),
+    max_usd: float = typer.Option(None, "--max-usd", min=0.0, help="API spend cap for the run, in USD."),
+    review_model: str = typer.Option(None, "--review-model", help="Model of the optional model reviewer."),
 ) -> None:
     """Start a run from a goal spec and drive it until it ends or waits for a patch."""
     try:
         goal_spec = load_spec(spec)
     except SpecError as exc:
         raise typer.BadParameter(str(exc), param_hint="--spec") from exc
-    update: dict[str, object] = {}
+    data = goal_spec.model_dump(mode="json")
     if run_id:
-        update["run_id"] = run_id
+        data["run_id"] = run_id
     if patcher:
-        if patcher not in ("playbook", "external"):
-            raise typer.BadParameter("choose playbook or external", param_hint="--patcher")
-        update["patcher"] = patcher
+        if patcher not in ("playbook", "external", "anthropic"):
+            raise typer.BadParameter("choose playbook, external or anthropic", param_hint="--patcher")
+        data["patcher"] = patcher
     if max_rounds:
-        update["budgets"] = goal_spec.budgets.model_copy(update={"max_rounds": max_rounds})
-    _drive(_start(goal_spec.model_copy(update=update)))
+        data["budgets"]["max_rounds"] = max_rounds
+    if max_usd is not None:
+        data["budgets"]["max_api_usd"] = max_usd
+    agent = {"model": model, "max_turns": max_turns, "max_output_tokens": max_output_tokens}
+    data["agent"].update({k: v for k, v in agent.items() if v is not None})
+    if review_model:
+        data["agent"]["review_model"] = review_model
+    try:
+        goal_spec = parse_spec(data)
+    except SpecError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    _drive(_start(goal_spec))
 
 
 @app.command("resume")

@@ -77,6 +77,17 @@ class BudgetSpec(_Strict):
     max_api_usd: float = Field(0.0, ge=0, description="API spend cap for model-backed patchers.")
 
 
+class AgentSpec(_Strict):
+    """The `anthropic` patcher and the optional model reviewer (the spend cap is budgets.max_api_usd)."""
+
+    model: str = Field("claude-sonnet-5-5", description="Patcher model; needs a row in loop/pricing.py.")
+    max_turns: int = Field(40, ge=1, description="API responses per round; reaching it ends BUDGET_LIMITED.")
+    max_output_tokens: int | None = Field(
+        None, ge=1, description="Output tokens across the run's agent calls; None: only the USD cap."
+    )
+    review_model: str | None = Field(None, description="Model of the optional reviewer; None: gates only.")
+
+
 class StopRules(_Strict):
     """Gap threshold and the stall rules."""
 
@@ -123,7 +134,8 @@ class GoalSpec(_Strict):
     stop: StopRules = Field(default_factory=StopRules)
     tolerances: Tolerances = Field(default_factory=Tolerances)
     measure: MeasureSpec = Field(default_factory=MeasureSpec)
-    patcher: Literal["playbook", "external"] = "playbook"
+    patcher: Literal["playbook", "external", "anthropic"] = "playbook"
+    agent: AgentSpec = Field(default_factory=AgentSpec)
     artifact_root: Path = Path("artifacts")
     run_id: str | None = None
 
@@ -137,6 +149,11 @@ class GoalSpec(_Strict):
             raise SpecError("objective.roofline_value: the roofline_fraction objective needs it")
         if not self.target.launch and not self.target.engine_config_file:
             raise SpecError("target.launch: give a launch spec or target.engine_config_file")
+        uses_api = self.patcher == "anthropic" or self.agent.review_model
+        if uses_api and self.budgets.max_api_usd <= 0:
+            raise SpecError(
+                "budgets.max_api_usd: the anthropic patcher and reviewer need a spend cap (--max-usd)"
+            )
         return self
 
     def tolerance_sha256(self) -> str:
