@@ -410,3 +410,27 @@ def test_model_review_reads_json_text_and_fails_closed_on_bad_answers(
         run.drive()
     review = ReviewRecord.model_validate_json(round_file(run, "review.json").read_text())
     assert review.accepted is accepted and evidence in review.gates[-1].evidence
+
+
+def test_spend_of_a_round_killed_mid_conversation_still_counts_after_resume(
+    tmp_path: Path, target_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = AnthropicPatcher._handle
+
+    def killed_on_third_reply(self, stop_reason, content, s, sandbox, key):  # type: ignore[no-untyped-def]
+        if len(s.calls) == 3:
+            raise KeyboardInterrupt  # as good as a kill: nothing after this point runs
+        return handle(self, stop_reason, content, s, sandbox, key)
+
+    monkeypatch.setattr(AnthropicPatcher, "_handle", killed_on_third_reply)
+    with serve(good_turns()) as api, pytest.raises(KeyboardInterrupt):
+        new_run(tmp_path, target_repo, AnthropicPatcher(settings(api.url))).drive()
+    first = [TokenUsage.model_validate(u) for u in api.served_usage]
+    monkeypatch.setattr(AnthropicPatcher, "_handle", handle)
+    with serve(good_turns()) as api:
+        run = Run(tmp_path / "artifacts" / "test-run", FakeBackend(), AnthropicPatcher(settings(api.url)))
+        assert run.drive() == "COMPLETE"
+    agent = AgentRecord.model_validate_json(round_file(run, "agent.json").read_text())
+    assert agent.resumed_calls == 3 and agent.turns == 8
+    assert agent.calls == first + [TokenUsage.model_validate(u) for u in api.served_usage]
+    assert agent.usd == pytest.approx(sum(cost_usd(MODEL, u) for u in agent.calls))

@@ -108,11 +108,13 @@ class RunSpend(Record):
     usd: float = 0.0
 
 
-def run_spend(run_root: Path) -> RunSpend:
-    """Sum `usage` and `usd` of every spend record under `rounds/`."""
+def run_spend(run_root: Path, skip: Path | None = None) -> RunSpend:
+    """Sum `usage` and `usd` of every spend record under `rounds/` (but `skip`)."""
     total = RunSpend()
     for name in SPEND_FILES:
         for path in sorted((run_root / "rounds").glob(f"*/{name}")):
+            if skip is not None and path == skip:
+                continue
             doc = json.loads(path.read_text())
             total = RunSpend(
                 usage=total.usage + TokenUsage.model_validate(doc["usage"]), usd=total.usd + doc["usd"]
@@ -130,11 +132,14 @@ class AgentRecord(Record):
     usd: float = Field(description="Estimated cost of `calls`, each priced on its own (pricing.py).")
     prices_as_of: str
     wall_s: float
-    stop: str = Field(description="finished, gave_up, turn_cap, output_token_cap, usd_cap, refusal, ...")
+    stop: str = Field(
+        description="finished, gave_up, turn_cap, output_token_cap, usd_cap, refusal, interrupted, ..."
+    )
     detail: str
     tool_calls: dict[str, int] = Field(default_factory=dict)
     refusals: list[str] = Field(default_factory=list, description="Tool calls the sandbox refused.")
     transcript_file: str
+    resumed_calls: int = Field(0, description="Calls of an interrupted attempt of this round, in `calls`.")
 
 
 @dataclass
@@ -154,7 +159,10 @@ class Session:
 
     system: str
     messages: list[dict[str, Any]]
+    round_dir: Path
     calls: list[TokenUsage] = field(default_factory=list)
+    resumed: int = 0
+    started: float = field(default_factory=time.time)
     tools: Counter[str] = field(default_factory=Counter)
     reminders: int = 0
 
@@ -195,14 +203,16 @@ class AnthropicPatcher(Patcher):
             return Proposal(
                 commit=None, reason="budgets.max_api_usd is 0: give the agent a spend cap (--max-usd)"
             )
-        spent = run_spend(run_root)
+        # A killed attempt of this round left its calls in agent.json: they count, and carry over.
+        stale = evidence.round_dir / AGENT_FILE
+        earlier = AgentRecord.model_validate_json(stale.read_text()).calls if stale.exists() else []
+        spent = run_spend(run_root, skip=stale)
         caps = Caps(self.max_turns, max_usd, self.max_output_tokens, spent.usd, spent.usage.output_tokens)
         if (why := _exhausted(caps)) is not None:
             return Proposal(commit=None, reason=why, budget_limited=True)
         key = api_key()
         client = self.api.client(key)
         tree = evidence.scratch / f"anthropic-{evidence.round:03d}"
-        started = time.time()
         with wt.worktree(evidence.repo, evidence.parent_commit, tree):
             sandbox = Sandbox(
                 tree=tree,
@@ -211,12 +221,18 @@ class AnthropicPatcher(Patcher):
                 reference=run_root / "freeze" / "reference.json",
                 citeable_rows=available_rows(evidence.profile),
             )
-            session = Session(system=_system_prompt(evidence), messages=[_opening(evidence)])
+            session = Session(
+                system=_system_prompt(evidence),
+                messages=[_opening(evidence)],
+                round_dir=evidence.round_dir,
+                calls=list(earlier),
+                resumed=len(earlier),
+            )
             stop, detail = self._converse(client, session, sandbox, caps, key)
             commit = None
             if stop == "finished":
                 commit = wt.commit_in_worktree(tree, _commit_message(sandbox, self.api.model))
-        files = self._write(evidence.round_dir, session, sandbox, stop, detail, time.time() - started, key)
+        files = self._write(session, sandbox, stop, detail, key)
         return _proposal(stop, detail, commit, sandbox, files, self.api.model)
 
     # ---------- the conversation ----------
@@ -242,6 +258,8 @@ class AnthropicPatcher(Patcher):
             except anthropic.APIError as exc:
                 return "api_error", redact(f"{type(exc).__name__} after retries: {exc}", [key])
             s.calls.append(usage_of(response))
+            # Spend is on disk after every call, so a kill mid-round still counts it.
+            atomic_write_model(s.round_dir / AGENT_FILE, self._record(s, sandbox, "interrupted", "", key))
             content = [_block_param(b) for b in response.content]
             self.notify(
                 f"PATCH: {self.api.model} turn {len(s.calls)} stop={response.stop_reason} "
@@ -316,9 +334,7 @@ class AnthropicPatcher(Patcher):
 
     # ---------- records ----------
 
-    def _write(
-        self, round_dir: Path, s: Session, sandbox: Sandbox, stop: str, detail: str, wall: float, key: str
-    ) -> list[Path]:
+    def _write(self, s: Session, sandbox: Sandbox, stop: str, detail: str, key: str) -> list[Path]:
         """agent.json and the redacted transcript.json."""
         transcript = {
             "model": self.api.model,
@@ -327,29 +343,33 @@ class AnthropicPatcher(Patcher):
             "messages": s.messages,
         }
         tpath = atomic_write_text(
-            round_dir / TRANSCRIPT_FILE, redact(json.dumps(transcript, indent=1), [key])
+            s.round_dir / TRANSCRIPT_FILE, redact(json.dumps(transcript, indent=1), [key])
         )
-        usage = s.usage
-        record = AgentRecord(
-            model=self.api.model,
-            turns=len(s.calls),
-            calls=s.calls,
-            usage=usage,
-            usd=calls_usd(self.api.model, s.calls),
-            prices_as_of=PRICES_AS_OF,
-            wall_s=wall,
-            stop=stop,
-            detail=redact(detail, [key]),
-            tool_calls=dict(s.tools),
-            refusals=[redact(r, [key]) for r in sandbox.refusals],
-            transcript_file=TRANSCRIPT_FILE,
-        )
-        apath = atomic_write_model(round_dir / AGENT_FILE, record)
+        record = self._record(s, sandbox, stop, detail, key)
+        usage = record.usage
+        apath = atomic_write_model(s.round_dir / AGENT_FILE, record)
         self.notify(
             f"PATCH: {stop} after {record.turns} turns, {usage.input_tokens}+{usage.cache_read_input_tokens} "
             f"cached in / {usage.output_tokens} out tokens, ${record.usd:.4f}"
         )
         return [apath, tpath]
+
+    def _record(self, s: Session, sandbox: Sandbox, stop: str, detail: str, key: str) -> AgentRecord:
+        return AgentRecord(
+            model=self.api.model,
+            turns=len(s.calls),
+            calls=s.calls,
+            usage=s.usage,
+            usd=calls_usd(self.api.model, s.calls),
+            prices_as_of=PRICES_AS_OF,
+            wall_s=time.time() - s.started,
+            stop=stop,
+            detail=redact(detail, [key]),
+            tool_calls=dict(s.tools),
+            refusals=[redact(r, [key]) for r in sandbox.refusals],
+            transcript_file=TRANSCRIPT_FILE,
+            resumed_calls=s.resumed,
+        )
 
 
 def _exhausted(caps: Caps) -> str | None:
