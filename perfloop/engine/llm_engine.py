@@ -12,10 +12,10 @@ from perfloop.engine.errors import EngineInputError
 from perfloop.engine.kv_cache import BlockManager
 from perfloop.engine.model_config import ModelConfig
 from perfloop.engine.presets import resolve_model
-from perfloop.engine.runner import ModelRunner, pick_device
+from perfloop.engine.runner import ModelRunner, StepHandle, pick_device
 from perfloop.engine.sampling import SamplingParams
 from perfloop.engine.scheduler import Scheduler
-from perfloop.engine.sequence import Sequence
+from perfloop.engine.sequence import PLACEHOLDER, Sequence, Status
 from perfloop.engine.stats import EngineStats
 from perfloop.engine.tokenizer import load_tokenizer
 
@@ -47,6 +47,7 @@ class LLMEngine:
         self.scheduler = Scheduler(config, self.blocks)
         self.seqs: dict[str, Sequence] = {}
         self._eos = set(mc.eos_ids)
+        self._inflight: StepHandle | None = None
         self._prompt_tokens = self._generation_tokens = self._steps = self._peak_running = 0
 
     def add_request(self, request_id: str, prompt: str | list[int], params: SamplingParams) -> list[int]:
@@ -95,33 +96,67 @@ class LLMEngine:
             )
 
     def step(self) -> list[StepOutput]:
-        """Run one scheduler iteration and return the new tokens and finished requests."""
+        """Launch one scheduler iteration, then return what the previous one produced.
+
+        Steps are pipelined one deep: the device runs step N while the host turns step N-1's
+        tokens into outputs, so host work never leaves the device idle. Outputs therefore
+        arrive one call later; a request finished by a stop token may compute one extra
+        token, which is discarded.
+        """
         batch = self.scheduler.schedule()
-        if not batch.seqs:
-            return []
-        self._steps += 1
-        self._peak_running = max(self._peak_running, len(self.scheduler.running))
-        with record_function(f"perfloop.step.{batch.stage} bs={len(batch.seqs)} tokens={batch.num_tokens}"):
-            sampled = self.runner.execute(batch)
-        outputs = []
-        for seq, n, token in zip(batch.seqs, batch.num_new_tokens, sampled, strict=True):
+        handle = None
+        if batch.seqs:
+            self._steps += 1
+            self._peak_running = max(self._peak_running, len(self.scheduler.running))
+            name = f"perfloop.step.{batch.stage} bs={len(batch.seqs)} tokens={batch.num_tokens}"
+            with record_function(name):
+                handle = self.runner.launch(batch, self._inflight)
+            self._advance(handle)
+        outputs = self._resolve(self._inflight) if self._inflight is not None else []
+        self._inflight = handle
+        return outputs
+
+    def _advance(self, handle: StepHandle) -> None:
+        """Host bookkeeping for a launched step: computed counts, placeholders, length finishes."""
+        batch = handle.batch
+        for seq, n in zip(batch.seqs, batch.num_new_tokens, strict=True):
             seq.num_computed += n
-            self.blocks.commit_full_blocks(seq)
-            if token is None:
-                continue
-            seq.token_ids.append(token)
+        for k, i in enumerate(handle.sampled):
+            seq = batch.seqs[i]
+            seq.token_ids.append(PLACEHOLDER)
+            seq.pending_index = k
+            handle.positions.append(seq.num_tokens - 1)
+            if seq.num_output >= seq.params.max_tokens or seq.num_tokens >= self.max_model_len:
+                self.scheduler.finish(seq, "length")  # known now: never schedule it again
+
+    def _resolve(self, handle: StepHandle) -> list[StepOutput]:
+        """Fill in a finished step's tokens and report them."""
+        batch = handle.batch
+        tokens = handle.tokens()
+        outputs = []
+        for k, (i, token) in enumerate(zip(handle.sampled, tokens, strict=True)):
+            seq = batch.seqs[i]
+            if self.seqs.get(seq.request_id) is not seq:
+                continue  # aborted, or stopped while this step was in flight: the token is void
+            seq.token_ids[handle.positions[k]] = token
+            if seq.num_tokens - 1 == handle.positions[k]:
+                seq.pending_index = None  # no newer step has sampled for it yet
             self._generation_tokens += 1
-            reason = self._finish_reason(seq, token)
+            reason = self._finish_reason(seq, token, handle.positions[k] + 1)
             if reason:
                 self._retire(seq, reason)
             outputs.append(StepOutput(seq.request_id, [token], reason is not None, reason))
+        for seq in batch.seqs:
+            if seq.status is not Status.FINISHED:
+                self.blocks.commit_full_blocks(seq)  # every computed token is real by now
         return outputs
 
-    def _finish_reason(self, seq: Sequence, token: int) -> str | None:
+    def _finish_reason(self, seq: Sequence, token: int, length: int) -> str | None:
+        """Why a request ends with `token` at total length `length`, or None if it goes on."""
         p = seq.params
         if token in p.stop_token_ids or (not p.ignore_eos and token in self._eos):
             return "stop"
-        if seq.num_output >= p.max_tokens or seq.num_tokens >= self.max_model_len:
+        if length - len(seq.prompt_ids) >= p.max_tokens or length >= self.max_model_len:
             return "length"
         return None
 
@@ -138,7 +173,7 @@ class LLMEngine:
         return True
 
     def has_unfinished(self) -> bool:
-        return self.scheduler.has_work()
+        return bool(self.seqs)  # requests leave `seqs` only once their last token was reported
 
     def stats(self) -> EngineStats:
         c = self.scheduler.counters

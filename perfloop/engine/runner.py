@@ -8,6 +8,7 @@ that measures peak activation memory, and replays decode steps from CUDA graphs.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,27 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     return getattr(torch, name)
 
 
+@dataclass
+class StepHandle:
+    """A launched step: which sequences sample, and where their tokens will be."""
+
+    batch: ScheduledBatch
+    sampled: list[int]  # indices into batch.seqs
+    positions: list[int] = field(default_factory=list)  # where each sampled token goes in token_ids
+    tokens_dev: torch.Tensor | None = None
+    tokens_host: torch.Tensor | None = None
+    event: torch.cuda.Event | None = None
+
+    def tokens(self) -> list[int]:
+        """The sampled tokens on the host (waits for the step's copy only)."""
+        if self.tokens_dev is None:
+            return []
+        if self.event is None:
+            return self.tokens_dev.tolist()
+        self.event.synchronize()
+        return self.tokens_host.tolist()
+
+
 class ModelRunner:
     """Executes steps of the scheduler on one device."""
 
@@ -65,6 +87,11 @@ class ModelRunner:
         self.num_blocks = config.num_kv_blocks or self._auto_num_blocks(max_model_len)
         self.kv_cache = self._alloc_kv(self.num_blocks)
         self._staging = torch.empty(0, dtype=torch.int64)
+        pin = self.device.type == "cuda"
+        self._host_tokens = [
+            torch.empty(config.max_num_seqs, dtype=torch.int64, pin_memory=pin) for _ in range(2)
+        ]
+        self._flip = 0
         self._copied = torch.cuda.Event() if self.device.type == "cuda" else None
         self.graphs: DecodeGraphs | None = None
         if self.device.type == "cuda":
@@ -144,7 +171,7 @@ class ModelRunner:
                 next_block += need
                 seqs.append(seq)
             if next_block <= self.num_blocks:
-                self.execute(ScheduledBatch(seqs, [n for n, _ in shape]))
+                self.launch(ScheduledBatch(seqs, [n for n, _ in shape]), None).tokens()
         torch.cuda.synchronize()
 
     @torch.inference_mode()
@@ -224,29 +251,43 @@ class ModelRunner:
         return out
 
     @torch.inference_mode()
-    def execute(self, batch: ScheduledBatch) -> list[int | None]:
-        """Run one step; the sampled token of each sequence that finished its prompt chunk, else None."""
+    def launch(self, batch: ScheduledBatch, prev: StepHandle | None) -> StepHandle:
+        """Enqueue one step on the device and return without waiting for its tokens.
+
+        Tokens the previous step sampled are still placeholders on the host; their input ids are
+        gathered on the device from `prev`, so the host never waits between steps.
+        """
         input_ids, positions, meta, rows = self.prepare(batch)
+        pending = [(i, s.pending_index) for i, s in enumerate(batch.seqs) if s.pending_index is not None]
+        if pending:
+            ends = np.cumsum(batch.num_new_tokens)  # a placeholder is always its sequence's last token
+            dest = torch.tensor([int(ends[i]) - 1 for i, _ in pending], device=self.device)
+            src = torch.tensor([k for _, k in pending], device=self.device)
+            input_ids[dest] = prev.tokens_dev[src]
         if self.graphs is not None and meta.is_decode and self.graphs.fits(meta.num_seqs):
             hidden = self.graphs.run(input_ids, positions, meta)
         else:
             hidden = self.model(input_ids, positions, self.kv_cache, meta, self.backend)
         sampled = [i for i, (s, n) in enumerate(zip(batch.seqs, batch.num_new_tokens, strict=True))
                    if s.num_computed + n == s.num_tokens]  # fmt: skip
+        handle = StepHandle(batch, sampled)
         if not sampled:
-            return [None] * len(batch.seqs)
+            return handle
         with torch.profiler.record_function("perfloop.logits"):
             # Greedy rows take argmax of the model-dtype logits (exact); sampled rows upcast per row.
             logits = self.model.compute_logits(hidden if len(rows) == hidden.shape[0] else hidden[rows])
         with torch.profiler.record_function("perfloop.sample"):
             seqs = [batch.seqs[i] for i in sampled]
-            tokens = sample(
+            handle.tokens_dev = sample(
                 logits, [s.params for s in seqs], [s.generator for s in seqs], self.default_generator
             )
-        out: list[int | None] = [None] * len(batch.seqs)
-        for i, t in zip(sampled, tokens, strict=True):
-            out[i] = t
-        return out
+        if self.device.type == "cuda":
+            self._flip = 1 - self._flip  # two pinned buffers: one in flight, one being read
+            host = self._host_tokens[self._flip][: len(sampled)]
+            host.copy_(handle.tokens_dev, non_blocking=True)
+            handle.tokens_host, handle.event = host, torch.cuda.Event()
+            handle.event.record()
+        return handle
 
     def logits_for(self, batch: ScheduledBatch) -> torch.Tensor:
         """Logits of the sampled rows without sampling (for correctness checks)."""

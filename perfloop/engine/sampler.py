@@ -26,8 +26,8 @@ def sample(
     params: list[SamplingParams],
     generators: list[torch.Generator | None],
     default: torch.Generator,
-) -> list[int]:
-    """One token per row of logits [B, V]; one host copy of the result."""
+) -> torch.Tensor:
+    """One token per row of logits [B, V], left on the device (the caller copies it to the host once)."""
     out = logits.argmax(-1)
     for i, p in enumerate(params):
         if p.greedy:
@@ -35,4 +35,4 @@ def sample(
         row = _filter(logits[i].float() / p.temperature, p.top_k, p.top_p)
         gen = generators[i] or default
         out[i] = torch.multinomial(row.softmax(-1), 1, generator=gen)[0]
-    return out.tolist()
+    return out

@@ -9,6 +9,8 @@ import torch
 
 from perfloop.engine.sampling import SamplingParams
 
+PLACEHOLDER = -1
+
 
 class Status(Enum):
     WAITING = "waiting"
@@ -31,6 +33,9 @@ class Sequence:
     status: Status = Status.WAITING
     finish_reason: str | None = None
     generator: torch.Generator | None = None
+    # While the step that samples the last token is in flight, that token is a placeholder on the
+    # host and `pending_index` is its row in that step's device tensor of sampled tokens.
+    pending_index: int | None = None
 
     def __post_init__(self) -> None:
         if not self.token_ids:
