@@ -12,6 +12,22 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 
+class ContainerInfo(BaseModel):
+    """The container a target ran in: which image exactly, and how it was started."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str
+    image_id: str
+    repo_digests: list[str]
+    command: list[str]
+    docker_run: str
+    gpus: str | None
+    network: str
+    env_keys: list[str]  # names only: values may be secrets
+    shm_size: str | None
+
+
 class Environment(BaseModel):
     """Hardware and software a benchmark ran on, plus what it measured (command, engine flags)."""
 
@@ -32,10 +48,12 @@ class Environment(BaseModel):
     target_commit: str | None
     server_command: str | None
     engine_flags: dict[str, object] | None
+    container: ContainerInfo | None = None
 
     def fingerprint(self) -> str:
         """sha256 over the fields that make two measurements comparable (not the hostname)."""
-        keep = self.model_dump(exclude={"hostname"})
+        # No container: leave the key out so fingerprints of non-container runs stay as they were.
+        keep = self.model_dump(exclude={"hostname"} | ({"container"} if self.container is None else set()))
         return "sha256:" + hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -79,6 +97,7 @@ def collect_environment(
     server_command: str | None = None,
     engine_flags: dict[str, object] | None = None,
     target_repo: Path | None = None,
+    container: ContainerInfo | None = None,
 ) -> Environment:
     """Fingerprint this machine and the measured target."""
     import torch
@@ -108,4 +127,5 @@ def collect_environment(
         target_commit=git_commit(target_repo) if target_repo else None,
         server_command=server_command,
         engine_flags=engine_flags,
+        container=container,
     )

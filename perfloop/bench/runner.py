@@ -37,7 +37,7 @@ class BenchSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
-    launch: str = Field(description="URL, shell command with {port}, engine:FLAGS or hf:MODEL.")
+    launch: str = Field(description="URL, shell command with {port}, engine:FLAGS, hf:MODEL or docker:IMAGE.")
     workload: WorkloadSpec
     request_rate: float = Field(math.inf, gt=0, description="Requests/s; inf sends all at t=0.")
     burstiness: float = Field(1.0, gt=0, description="Gamma shape of the gaps; 1.0 = Poisson.")
@@ -114,6 +114,16 @@ def _measure(
     return records, duration, interrupted
 
 
+def _server_log(spec: BenchSpec) -> Path | None:
+    """Where a launched server logs: as asked, else beside the result (the run folder)."""
+    if spec.server_log:
+        return Path(spec.server_log)
+    if spec.output:
+        out = Path(spec.output)
+        return out.with_name(out.stem + ".server.log")
+    return None
+
+
 def run_benchmark(spec: BenchSpec) -> BenchResult:
     """Run the spec's workload against its target and return (and maybe write) the result."""
     target = parse_target(spec.launch)
@@ -124,15 +134,16 @@ def run_benchmark(spec: BenchSpec) -> BenchResult:
         import torch
 
         torch.set_num_threads(spec.torch_threads)
-    log_path = Path(spec.server_log) if spec.server_log else None
+    log_path = _server_log(spec)
     with open_backend(
         target, workload.temperature, workload.ignore_eos, spec.model_id, spec.health_timeout, log_path
-    ) as (backend, server_command):
+    ) as (backend, server_command, container):
         records, duration, interrupted = _measure(backend, spec, requests, arrivals)
         env = collect_environment(
             server_command or (spec.launch if target.kind != "url" else None),
             backend.engine_flags(),
             Path(spec.target_repo) if spec.target_repo else None,
+            container,
         )
     result = build_result(spec, workload, backend, records, duration, interrupted, env)
     if spec.output:

@@ -6,6 +6,8 @@
 - `engine:FLAGS`: the bundled engine in-process, FLAGS being `perfloop engine` flags
   (e.g. `engine:--model preset:tiny-qwen3 --no-enable-prefix-caching`).
 - `hf:MODEL [--hf-mode generate_batch|generate]`: HF transformers on the same weights.
+- `docker:[OPTIONS] IMAGE[@DIGEST] [ARGS]`: a server container (see `perfloop.bench.docker.spec`),
+  e.g. `docker:--gpus all vllm/vllm-openai:latest --model M --host 127.0.0.1 --port {port}`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import click
 import typer
 
 from perfloop.bench.backends.base import Backend
+from perfloop.bench.fingerprint import ContainerInfo
 from perfloop.engine.cli_options import engine_flags
 from perfloop.engine.config import EngineConfig
 
-TargetKind = Literal["url", "command", "engine", "hf"]
+TargetKind = Literal["url", "command", "engine", "hf", "docker"]
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,18 @@ def parse_target(spec: str) -> Target:
         return Target("engine", text, text[len("engine:") :].strip())
     if text.startswith("hf:"):
         return Target("hf", text, text[len("hf:") :].strip())
+    if text.startswith("docker:"):
+        from perfloop.bench.docker.spec import parse_docker_spec
+
+        value = text[len("docker:") :].strip()
+        if "{port}" not in value:
+            raise ValueError("launch: a docker spec needs {port} in the server args or in -p {port}:N")
+        parse_docker_spec(value.replace("{port}", "0"))
+        return Target("docker", text, value)
     if "{port}" not in text:
         raise ValueError(
-            f"launch: {text!r} is not a URL, engine:FLAGS, hf:MODEL, or a command with a {{port}} placeholder"
+            f"launch: {text!r} is not a URL, engine:FLAGS, hf:MODEL, docker:IMAGE, "
+            "or a command with a {port} placeholder"
         )
     return Target("command", text, text)
 
@@ -97,6 +109,13 @@ def target_model(target: Target) -> str | None:
         words = shlex.split(target.value)
         if "--model" in words and words.index("--model") + 1 < len(words):
             return words[words.index("--model") + 1]
+    if target.kind == "docker":
+        from perfloop.bench.docker.spec import parse_docker_spec
+
+        spec = parse_docker_spec(target.value.replace("{port}", "0"))
+        for flag in ("--model", "--model-path"):  # vLLM and perfloop / SGLang
+            if flag in spec.args and spec.args.index(flag) + 1 < len(spec.args):
+                return spec.host_path(spec.args[spec.args.index(flag) + 1])
     return None
 
 
@@ -118,26 +137,31 @@ def open_backend(
     model_id: str | None = None,
     health_timeout: float = 600.0,
     log_path: Path | None = None,
-) -> Iterator[tuple[Backend, str | None]]:
-    """A ready backend for the target and the server command it runs (None in-process)."""
+) -> Iterator[tuple[Backend, str | None, ContainerInfo | None]]:
+    """A ready backend, the server command it runs (None in-process) and its container (if any)."""
     from perfloop.bench.backends.openai_http import OpenAIBackend
 
     if target.kind == "url":
-        yield OpenAIBackend(target.value, model_id, temperature, ignore_eos), None
+        yield OpenAIBackend(target.value, model_id, temperature, ignore_eos), None, None
     elif target.kind == "command":
         from perfloop.bench.launcher import Launcher
 
         with Launcher(target.value, health_timeout, log_path) as server:
-            yield OpenAIBackend(server.url, model_id, temperature, ignore_eos), server.command
+            yield OpenAIBackend(server.url, model_id, temperature, ignore_eos), server.command, None
+    elif target.kind == "docker":
+        from perfloop.bench.docker.launcher import DockerLauncher
+
+        with DockerLauncher(target.value, health_timeout, log_path) as box:
+            yield OpenAIBackend(box.url, model_id, temperature, ignore_eos), box.command, box.info
     elif target.kind == "engine":
         from perfloop.bench.backends.engine import EngineBackend
 
-        yield EngineBackend(parse_engine_flags(target.value), temperature, ignore_eos), None
+        yield EngineBackend(parse_engine_flags(target.value), temperature, ignore_eos), None, None
     else:
         from perfloop.bench.backends.hf import HFBackend
 
         model, mode = parse_hf(target.value)
-        yield HFBackend(model, mode, ignore_eos), None  # type: ignore[arg-type]
+        yield HFBackend(model, mode, ignore_eos), None, None  # type: ignore[arg-type]
 
 
 def engine_launch(config: EngineConfig) -> str:
