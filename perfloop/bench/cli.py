@@ -162,7 +162,9 @@ def run(
     engine_config: EngineConfig,
     backend: str = typer.Option("engine", "--backend", help="openai, engine or hf."),
     url: str | None = typer.Option(None, "--url", help="openai: base URL of a running server."),
-    launch: str | None = typer.Option(None, "--launch", help="openai: server command with {port}."),
+    launch: str | None = typer.Option(
+        None, "--launch", help="openai: server command with {port}, or docker:IMAGE."
+    ),
     hf_mode: str = typer.Option("generate_batch", "--hf-mode", help="hf: generate_batch or generate."),
     served_model_name: str | None = typer.Option(None, "--served-model-name", help="openai: model name."),
     dataset: str = DATASET,
@@ -234,7 +236,7 @@ def run(
 @app.command()
 def ab(
     a: str = typer.Option(
-        ..., "--a", help="Launch spec A (URL, command with {port}, engine:FLAGS, hf:MODEL)."
+        ..., "--a", help="Launch spec A (URL, command with {port}, engine:FLAGS, hf:MODEL, docker:IMAGE)."
     ),
     b: str | None = typer.Option(None, "--b", help="Launch spec B."),
     aa: bool = typer.Option(False, "--aa", help="Run A against itself: the noise band."),
@@ -372,3 +374,65 @@ def plot(
         raise _fail(str(exc)) from None
     for f in files:
         console.print(f"wrote {f}")
+
+
+@app.command()
+def cleanup(
+    run_id: str | None = typer.Option(None, "--run-id", help="Only this run's containers."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List them, remove nothing."),
+) -> None:
+    """Remove containers perfloop started (label perfloop.managed=1) that a crashed run left behind."""
+    from perfloop.bench.docker.cleanup import managed_containers, remove_managed
+    from perfloop.bench.launcher import LaunchError
+
+    try:
+        found = managed_containers(run_id) if dry_run else remove_managed(run_id)
+    except LaunchError as exc:
+        raise _fail(str(exc)) from None
+    verb = "found" if dry_run else "removed"
+    for c in found:
+        console.print(f"{verb} {c.name} ({c.image}, {c.status}, run {c.run_id})")
+    console.print(f"{len(found)} container(s) {verb}")
+
+
+@app.command("docker-preset")
+def docker_preset(
+    framework: str = typer.Argument(..., help="vllm or sglang."),
+    model: str = typer.Option(..., "--model", help="Hugging Face id or a path inside the container."),
+    image: str | None = typer.Option(None, "--image", help="Image; default the official :latest."),
+    tp: int = typer.Option(1, "--tensor-parallel-size", "--tp", help="GPUs per model (tensor parallel)."),
+    memory_fraction: float | None = typer.Option(
+        None, "--memory-fraction", help="vLLM --gpu-memory-utilization / SGLang --mem-fraction-static."
+    ),
+    prefix_caching: bool = typer.Option(True, "--prefix-caching/--no-prefix-caching", help="Prefix cache."),
+    gpus: str = typer.Option("all", "--gpus", help="all, a count, or device=0,1."),
+    hf_cache: str = typer.Option("~/.cache/huggingface", "--hf-cache", help="Host model cache to mount."),
+    pull: str = typer.Option("missing", "--pull", help="never, missing or always."),
+    as_json: bool = typer.Option(False, "--json", help="Print the container configuration as JSON."),
+) -> None:
+    """Print a docker: launch spec for vLLM's or SGLang's OpenAI server (use it as --a/--b or a peer)."""
+    from pydantic import ValidationError
+
+    from perfloop.bench.docker.presets import PresetOptions, preset_launch
+    from perfloop.bench.docker.spec import parse_docker_spec
+
+    if framework not in ("vllm", "sglang"):
+        raise _fail(f"framework: expected vllm or sglang, got {framework!r}")
+    try:
+        opts = PresetOptions(
+            model=model,
+            image=image,
+            tensor_parallel_size=tp,
+            memory_fraction=memory_fraction,
+            prefix_caching=prefix_caching,
+            gpus=gpus,
+            hf_cache=hf_cache,
+            pull=pull,  # type: ignore[arg-type]
+        )
+        launch = preset_launch(framework, opts)  # type: ignore[arg-type]
+    except (ValidationError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(parse_docker_spec(launch.removeprefix("docker:")).model_dump_json(indent=2))
+    else:
+        print(launch)

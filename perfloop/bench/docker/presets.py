@@ -80,4 +80,4 @@ def preset_launch(framework: Framework, opts: PresetOptions) -> str:
         words = _docker_options(opts, "32g") + [opts.image or IMAGES["sglang"]] + sglang_args(opts)
     else:
         raise ValueError(f"framework: expected vllm or sglang, got {framework!r}")
-    return "docker:" + shlex.join(words)
+    return "docker:" + " ".join(w if w == "{port}" else shlex.quote(w) for w in words)
