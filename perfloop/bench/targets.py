@@ -54,9 +54,9 @@ def parse_target(spec: str) -> Target:
         from perfloop.bench.docker.spec import parse_docker_spec
 
         value = text[len("docker:") :].strip()
+        parse_docker_spec(value.replace("{port}", "0"))
         if "{port}" not in value:
             raise ValueError("launch: a docker spec needs {port} in the server args or in -p {port}:N")
-        parse_docker_spec(value.replace("{port}", "0"))
         return Target("docker", text, value)
     if "{port}" not in text:
         raise ValueError(

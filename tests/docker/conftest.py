@@ -1,0 +1,142 @@
+"""Docker fixtures: a daemon, an offline base image, perfloop's image built from Dockerfile.cpu.
+
+No registry is reachable in CI, so the base image is made here: a Debian minimal root file
+system (`debootstrap --variant=minbase`) plus this interpreter's own Python tree (torch CPU and
+every perfloop dependency already installed) and the wheels of perfloop's build backend,
+imported with `docker import`. The image is tagged with a key of its inputs and reused while it
+exists locally. The project's Dockerfile.cpu is then built on top with an offline pip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PREFIX = Path(sys.base_prefix)
+IMAGE = "perfloop-test:cpu"
+# Large packages perfloop never imports; left out to keep the base image smaller and faster to import.
+UNUSED = ("moto", "cfnlint", "botocore", "boto3", "s3transfer", "jedi")
+BUILD_BACKEND = ("hatchling",)
+
+
+def docker_or_skip() -> Any:
+    """A live Docker client, or skip the test with the reason."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=300)
+        client.ping()
+    except Exception as exc:
+        pytest.skip(f"no Docker daemon answers ({exc}); .ci/run starts one as root")
+    return client
+
+
+def managed(client: Any) -> list[Any]:
+    """Containers with perfloop's label, running or not."""
+    return client.containers.list(all=True, filters={"label": "perfloop.managed=1"})
+
+
+def _base_key() -> str:
+    site = PREFIX / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    installed = sorted(p.name for p in site.glob("*.dist-info"))
+    text = "|".join([str(PREFIX), sys.version, *UNUSED, *installed, "bookworm-minbase-1"])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _run(cmd: list[str] | str, **kw: Any) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+
+
+def build_base_image(client: Any) -> str:
+    """The offline base image's tag, made once per set of inputs."""
+    import docker.errors
+
+    tag = f"perfloop-test-base:{_base_key()}"
+    try:
+        client.images.get(tag)
+        return tag
+    except docker.errors.ImageNotFound:
+        pass
+    if shutil.which("debootstrap") is None:
+        pytest.skip("debootstrap is missing; .ci/run installs it")
+    work = Path(tempfile.mkdtemp(prefix="perfloop-rootfs-"))
+    try:
+        root = work / "root"
+        _run(["debootstrap", "--variant=minbase", "bookworm", str(root), "http://deb.debian.org/debian"])
+        _run([sys.executable, "-m", "pip", "download", "-q", "-d", str(root / "wheels"), *BUILD_BACKEND])
+        site = PREFIX.relative_to("/") / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        excludes = [f"--exclude={site}/site-packages/{name}" for name in UNUSED]
+        # The editable install of this checkout points at the host's tree; the image installs its own.
+        excludes += [f"--exclude={site}/site-packages/*perfloop*"]
+        path = f"{PREFIX}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        tar = ["tar", "-c", *excludes, "-C", str(root), ".", "-C", "/", str(PREFIX.relative_to("/"))]
+        cmd = " ".join(tar) + f" | docker import --change 'ENV PATH={path}' - {tag}"
+        _run(cmd, shell=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return tag
+
+
+def build_project_image(client: Any, base: str) -> str:
+    """Dockerfile.cpu built on the offline base (docker's layer cache makes reruns quick)."""
+    context = Path(tempfile.mkdtemp(prefix="perfloop-context-"))
+    try:
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for name in ("pyproject.toml", "README.md", "Dockerfile.cpu"):
+            shutil.copy2(REPO / name, context / name)
+        for name in ("perfloop", "skills", "prompts"):
+            shutil.copytree(REPO / name, context / name, ignore=ignore)
+        client.images.build(
+            path=str(context),
+            dockerfile="Dockerfile.cpu",
+            tag=IMAGE,
+            rm=True,
+            buildargs={"BASE_IMAGE": base, "PIP_INSTALL_FLAGS": "--no-index --find-links /wheels"},
+        )
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    return IMAGE
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    """A live Docker client (skips without a daemon)."""
+    return docker_or_skip()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: Any) -> str:
+    """The offline base image tag."""
+    return build_base_image(docker_client)
+
+
+@pytest.fixture(scope="session")
+def perfloop_image(docker_client: Any, base_image: str) -> str:
+    """perfloop's CPU image, built from the project's Dockerfile.cpu."""
+    return build_project_image(docker_client, base_image)
+
+
+@pytest.fixture()
+def no_leftovers(docker_client: Any) -> Any:
+    """Asserts the test left no perfloop-labelled container behind."""
+    yield
+    left = managed(docker_client)
+    for c in left:
+        c.remove(force=True)
+    assert not left, f"containers left behind: {[c.name for c in left]}"
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Host directory mounted as the container's preset cache (materialised once per session)."""
+    return tmp_path_factory.mktemp("perfloop-cache")
