@@ -9,6 +9,7 @@ Each figure in artifacts/runs/*-h200-standard/ comes from this command.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,8 @@ def step_times() -> dict[str, Any]:
             str(r.index), r.prompt, SamplingParams(max_tokens=r.output_len, temperature=0, ignore_eos=True)
         )
     rows = []
+    cache = Path(os.environ.get("TRITON_CACHE_DIR", Path.home() / ".triton" / "cache"))
+    compiled_before = len(list(cache.glob("*"))) if cache.is_dir() else 0
     torch.cuda.synchronize()
     start = time.perf_counter()
     while engine.has_unfinished():
@@ -200,6 +203,7 @@ def step_times() -> dict[str, Any]:
         out = engine.step()
         rows.append((time.perf_counter() - t0, batch_size, len(out)))
     total = time.perf_counter() - start
+    compiled_during = (len(list(cache.glob("*"))) if cache.is_dir() else 0) - compiled_before
     slow = sorted(rows, reverse=True)[:8]
     return {
         "total_s": total,
