@@ -207,6 +207,7 @@ def step_times() -> dict[str, Any]:
     slow = sorted(rows, reverse=True)[:8]
     return {
         "total_s": total,
+        "triton_compiles_during_run": compiled_during,
         "steps": len(rows),
         "tokens": sum(r[2] for r in rows),
         "sum_step_s": sum(r[0] for r in rows),
