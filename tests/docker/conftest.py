@@ -25,6 +25,8 @@ IMAGE = "perfloop-test:cpu"
 # Large packages perfloop never imports; left out to keep the base image smaller and faster to import.
 UNUSED = ("moto", "cfnlint", "botocore", "boto3", "s3transfer", "jedi")
 BUILD_BACKEND = ("hatchling",)
+# Shared libraries the pyenv-built interpreter links beyond minbase (ssl, sqlite3, expat, readline).
+EXTRA_DEBS = "libssl3,libsqlite3-0,libexpat1,libreadline8,libncursesw6,ca-certificates"
 
 
 def docker_or_skip() -> Any:
@@ -47,7 +49,7 @@ def managed(client: Any) -> list[Any]:
 def _base_key() -> str:
     site = PREFIX / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     installed = sorted(p.name for p in site.glob("*.dist-info"))
-    text = "|".join([str(PREFIX), sys.version, *UNUSED, *installed, "bookworm-minbase-1"])
+    text = "|".join([str(PREFIX), sys.version, *UNUSED, *installed, "bookworm-minbase-2", EXTRA_DEBS])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -72,7 +74,16 @@ def build_base_image(client: Any) -> str:
     work = Path(tempfile.mkdtemp(prefix="perfloop-rootfs-"))
     try:
         root = work / "root"
-        _run(["debootstrap", "--variant=minbase", "bookworm", str(root), "http://deb.debian.org/debian"])
+        _run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={EXTRA_DEBS}",
+                "bookworm",
+                str(root),
+                "http://deb.debian.org/debian",
+            ]
+        )
         _run([sys.executable, "-m", "pip", "download", "-q", "-d", str(root / "wheels"), *BUILD_BACKEND])
         site = PREFIX.relative_to("/") / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
         excludes = [f"--exclude={site}/site-packages/{name}" for name in UNUSED]
