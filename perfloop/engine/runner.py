@@ -161,7 +161,10 @@ class ModelRunner:
         from perfloop.engine.sequence import Sequence
 
         greedy = SamplingParams(temperature=0.0)
-        for shape in self._COMPILE_STEPS:
+        # The prefill kernel's sequence-search width is next_pow2(batch): one wide batch per width.
+        widths = [b + 1 for b in (16, 32, 64, 128, 256) if b < self.config.max_num_seqs]
+        wide = tuple(((2, 0),) * min(w, self.num_blocks) for w in widths)
+        for shape in self._COMPILE_STEPS + wide:
             seqs, next_block = [], 0
             for new, cached in shape:
                 seq = Sequence("compile", [0] * (new + cached), greedy)

@@ -50,7 +50,8 @@ class TritonAttention:
             # Decode rows of a run of one-token sequences are rows lo:hi of q (one row each).
             tokens_before = sum(meta.query_lens_cpu[:lo])
             rows = slice(tokens_before, tokens_before + hi - lo)
-            splits = self.decode_splits(hi - lo, max(meta.seq_lens_cpu[lo:hi]), k_cache.shape[2], q.device)
+            # One split: a mixed step's time is its prefill, and a fixed count keeps the JIT out of it.
+            splits = 1
             tk.paged_decode(
                 q[rows],
                 k_cache,

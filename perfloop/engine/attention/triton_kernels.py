@@ -93,7 +93,9 @@ def choose_num_splits(num_seqs: int, num_kv_heads: int, max_seq_len: int, num_sm
     if programs >= target:
         return 1
     by_length = max(1, max_seq_len // MIN_TOKENS_PER_SPLIT)
-    return max(1, min(triton.cdiv(target, programs), by_length, MAX_SPLITS))
+    splits = max(1, min(triton.cdiv(target, programs), by_length, MAX_SPLITS))
+    # A power of two: NUM_SPLITS is a compile-time constant, so this bounds the kernel variants to six.
+    return 1 << (splits.bit_length() - 1)
 
 
 def _dot_precision(dtype: torch.dtype) -> str:
