@@ -13,7 +13,9 @@ FROM ${BASE_IMAGE}
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 ARG PIP_INSTALL_FLAGS=""
+# GitPython (imported by the loop's CLI) must not fail at import without a git binary: serving needs none.
 ENV PYTHONUNBUFFERED=1 \
+    GIT_PYTHON_REFRESH=quiet \
     PERFLOOP_CACHE=/cache/perfloop \
     DEBIAN_FRONTEND=noninteractive \
     PATH=/opt/venv/bin:${PATH}
