@@ -222,11 +222,14 @@ class ModelRunner:
         starts = np.cumsum([0, *qlens])
         rows = [int(starts[i + 1]) - 1 for i, s in enumerate(seqs) if slens[i] == s.num_tokens]
         parts = [ids, pos, slots, slens, starts, np.asarray(tables).ravel()]
-        flat = self._upload(np.concatenate([np.asarray(x, dtype=np.int64) for x in parts]))
-        t, b = len(ids), len(seqs)
-        input_ids, positions, slot_mapping, seq_lens, qsl, table_flat = flat.split(
-            [t, t, t, b, b + 1, b * width]
+        # Every part starts on a 16-byte boundary: Triton compiles one kernel variant per alignment.
+        arrays = [np.asarray(x, dtype=np.int64) for x in parts]
+        padded = [np.pad(a, (0, a.size % 2)) for a in arrays]
+        views = self._upload(np.concatenate(padded)).split([a.size for a in padded])
+        input_ids, positions, slot_mapping, seq_lens, qsl, table_flat = (
+            v[: a.size] for v, a in zip(views, arrays, strict=True)
         )
+        t, b = len(ids), len(seqs)
         meta = AttentionMetadata(
             slot_mapping=slot_mapping,
             query_start_loc=qsl.int(),

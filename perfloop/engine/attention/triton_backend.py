@@ -56,8 +56,8 @@ class TritonAttention:
                 q[rows],
                 k_cache,
                 v_cache,
-                meta.block_tables[lo:hi],
-                meta.seq_lens[lo:hi],
+                _aligned(meta.block_tables[lo:hi]),
+                _aligned(meta.seq_lens[lo:hi]),
                 scale,
                 splits,
                 out[rows],
@@ -66,8 +66,8 @@ class TritonAttention:
         plo, phi = (hi, meta.num_seqs) if lo == 0 else (0, lo)
         if phi > plo:
             tk.paged_prefill(
-                q, k_cache, v_cache, meta.block_tables[plo:phi], meta.seq_lens[plo:phi],
-                meta.query_start_loc[plo : phi + 1], scale, out=out,
+                q, k_cache, v_cache, _aligned(meta.block_tables[plo:phi]), _aligned(meta.seq_lens[plo:phi]),
+                _aligned(meta.query_start_loc[plo : phi + 1]), scale, out=out,
                 num_query_tokens=sum(meta.query_lens_cpu[plo:phi]),
             )  # fmt: skip
         return out
@@ -79,6 +79,12 @@ class TritonAttention:
         if device not in self._sms:
             self._sms[device] = tk.num_sms(device)
         return tk.choose_num_splits(num_seqs, num_kv_heads, max_seq_len, self._sms[device])
+
+
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """A slice starting mid-tensor may not be 16-byte aligned, and Triton compiles a new kernel
+    variant per alignment; a fresh copy (a few bytes of metadata) keeps one variant."""
+    return t if t.data_ptr() % 16 == 0 else t.clone()
 
 
 def decode_run(query_lens: list[int]) -> tuple[int, int]:

@@ -199,7 +199,7 @@ def _unit_last(x: torch.Tensor) -> torch.Tensor:
 # -------------------------------------------------------------------------------------------- decode
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["stride_bt"])  # block-table width varies by step: no JIT mid-run
 def _paged_decode_kernel(
     q_ptr,
     k_cache_ptr,
@@ -461,7 +461,7 @@ def _attend_tile(
     return m_i, l_i, acc
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_seqs", "stride_bt"])  # vary by step: no JIT mid-run
 def _paged_prefill_kernel(
     q_ptr,
     k_cache_ptr,
