@@ -229,7 +229,7 @@ class ModelRunner:
         input_ids, positions, slot_mapping, seq_lens, qsl, table_flat = (
             v[: a.size] for v, a in zip(views, arrays, strict=True)
         )
-        t, b = len(ids), len(seqs)
+        b = len(seqs)
         meta = AttentionMetadata(
             slot_mapping=slot_mapping,
             query_start_loc=qsl.int(),
