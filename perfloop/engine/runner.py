@@ -41,6 +41,16 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 @dataclass
+class StepIndices:
+    """Device index tensors of a step, uploaded with its inputs (no extra host-to-device syncs)."""
+
+    rows: torch.Tensor  # rows of the hidden states whose logits are sampled
+    all_rows: bool  # every row samples (decode): no gather needed
+    pending_dest: torch.Tensor  # input rows that are still placeholders ...
+    pending_src: torch.Tensor  # ... and where the previous step's device tokens hold them
+
+
+@dataclass
 class StepHandle:
     """A launched step: which sequences sample, and where their tokens will be."""
 
@@ -198,7 +208,7 @@ class ModelRunner:
 
     def prepare(
         self, batch: ScheduledBatch
-    ) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, list[int]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, StepIndices]:
         """Flattened input ids, positions, attention metadata and the rows whose logits are sampled.
 
         Everything is packed into one int64 host array and sent with a single (pinned, async) copy.
@@ -221,12 +231,19 @@ class ModelRunner:
         tables = [s.block_table + [0] * (width - len(s.block_table)) for s in seqs]
         starts = np.cumsum([0, *qlens])
         rows = [int(starts[i + 1]) - 1 for i, s in enumerate(seqs) if slens[i] == s.num_tokens]
-        parts = [ids, pos, slots, slens, starts, np.asarray(tables).ravel()]
+        # Placeholder inputs (tokens the previous step sampled) are each sequence's last new token.
+        pending = [
+            (int(starts[i + 1]) - 1, s.pending_index)
+            for i, s in enumerate(seqs)
+            if s.pending_index is not None
+        ]
+        dest, src = [d for d, _ in pending], [k for _, k in pending]
+        parts = [ids, pos, slots, slens, starts, np.asarray(tables).ravel(), rows, dest, src]
         # Every part starts on a 16-byte boundary: Triton compiles one kernel variant per alignment.
         arrays = [np.asarray(x, dtype=np.int64) for x in parts]
         padded = [np.pad(a, (0, a.size % 2)) for a in arrays]
         views = self._upload(np.concatenate(padded)).split([a.size for a in padded])
-        input_ids, positions, slot_mapping, seq_lens, qsl, table_flat = (
+        input_ids, positions, slot_mapping, seq_lens, qsl, table_flat, rows_dev, dest_dev, src_dev = (
             v[: a.size] for v, a in zip(views, arrays, strict=True)
         )
         b = len(seqs)
@@ -241,7 +258,7 @@ class ModelRunner:
             max_seq_len=max(slens),
             block_size=bs,
         )
-        return input_ids, positions, meta, rows
+        return input_ids, positions, meta, StepIndices(rows_dev, len(rows) == len(ids), dest_dev, src_dev)
 
     def _upload(self, host: np.ndarray) -> torch.Tensor:
         """Copy one host array to the device through a reused pinned buffer."""
@@ -263,13 +280,9 @@ class ModelRunner:
         Tokens the previous step sampled are still placeholders on the host; their input ids are
         gathered on the device from `prev`, so the host never waits between steps.
         """
-        input_ids, positions, meta, rows = self.prepare(batch)
-        pending = [(i, s.pending_index) for i, s in enumerate(batch.seqs) if s.pending_index is not None]
-        if pending:
-            ends = np.cumsum(batch.num_new_tokens)  # a placeholder is always its sequence's last token
-            dest = torch.tensor([int(ends[i]) - 1 for i, _ in pending], device=self.device)
-            src = torch.tensor([k for _, k in pending], device=self.device)
-            input_ids[dest] = prev.tokens_dev[src]
+        input_ids, positions, meta, idx = self.prepare(batch)
+        if idx.pending_dest.numel():
+            input_ids[idx.pending_dest] = prev.tokens_dev[idx.pending_src]
         if self.graphs is not None and meta.is_decode and self.graphs.fits(meta.num_seqs):
             hidden = self.graphs.run(input_ids, positions, meta)
         else:
@@ -281,7 +294,7 @@ class ModelRunner:
             return handle
         with torch.profiler.record_function("perfloop.logits"):
             # Greedy rows take argmax of the model-dtype logits (exact); sampled rows upcast per row.
-            logits = self.model.compute_logits(hidden if len(rows) == hidden.shape[0] else hidden[rows])
+            logits = self.model.compute_logits(hidden if idx.all_rows else hidden[idx.rows])
         with torch.profiler.record_function("perfloop.sample"):
             seqs = [batch.seqs[i] for i in sampled]
             handle.tokens_dev = sample(
@@ -298,6 +311,6 @@ class ModelRunner:
     def logits_for(self, batch: ScheduledBatch) -> torch.Tensor:
         """Logits of the sampled rows without sampling (for correctness checks)."""
         with torch.inference_mode():
-            input_ids, positions, meta, rows = self.prepare(batch)
+            input_ids, positions, meta, idx = self.prepare(batch)
             hidden = self.model(input_ids, positions, self.kv_cache, meta, self.backend)
-            return self.model.compute_logits(hidden[rows]).float()
+            return self.model.compute_logits(hidden[idx.rows]).float()
