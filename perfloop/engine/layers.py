@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import functools
 import math
+from types import ModuleType
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perfloop.engine import fused
 
+def fused_ops(x: torch.Tensor) -> ModuleType | None:
+    """The fused Triton kernels when x is on CUDA (same rounding as the torch code here), else None.
 
-def use_fused(x: torch.Tensor) -> bool:
-    """Fused Triton kernels on CUDA (same rounding as the torch code below); torch everywhere else."""
-    return x.is_cuda and _fused_available(x.device.index)
+    Imported on first CUDA use, so CPU runs never load Triton.
+    """
+    return _fused_module(x.device.index) if x.is_cuda else None
 
 
 @functools.cache
-def _fused_available(index: int | None) -> bool:
-    return fused.available(torch.device("cuda", index))
+def _fused_module(index: int | None) -> ModuleType | None:
+    from perfloop.engine import fused
+
+    return fused if fused.available(torch.device("cuda", index)) else None
 
 
 class RMSNorm(nn.Module):
@@ -32,8 +36,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> Any:
-        if use_fused(x):
-            return fused.rms_norm(x, self.weight, self.eps, residual)
+        if ops := fused_ops(x):
+            return ops.rms_norm(x, self.weight, self.eps, residual)
         if residual is not None:
             x = x + residual
             residual = x
@@ -99,7 +103,7 @@ class GatedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate_up = self.gate_up_proj(x)
-        if use_fused(x):
-            return self.down_proj(fused.silu_and_mul(gate_up))
+        if ops := fused_ops(x):
+            return self.down_proj(ops.silu_and_mul(gate_up))
         gate, up = gate_up.chunk(2, dim=-1)
         return self.down_proj(F.silu(gate) * up)

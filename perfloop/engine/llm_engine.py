@@ -104,15 +104,16 @@ class LLMEngine:
         token, which is discarded.
         """
         batch = self.scheduler.schedule()
-        handle = None
-        if batch.seqs:
-            self._steps += 1
-            self._peak_running = max(self._peak_running, len(self.scheduler.running))
-            name = f"perfloop.step.{batch.stage} bs={len(batch.seqs)} tokens={batch.num_tokens}"
-            with record_function(name):
-                handle = self.runner.launch(batch, self._inflight)
+        if not batch.seqs:  # drain: nothing new to launch
+            outputs = self._resolve(self._inflight) if self._inflight is not None else []
+            self._inflight = None
+            return outputs
+        self._steps += 1
+        self._peak_running = max(self._peak_running, len(self.scheduler.running))
+        with record_function(f"perfloop.step.{batch.stage} bs={len(batch.seqs)} tokens={batch.num_tokens}"):
+            handle = self.runner.launch(batch, self._inflight)
             self._advance(handle)
-        outputs = self._resolve(self._inflight) if self._inflight is not None else []
+            outputs = self._resolve(self._inflight) if self._inflight is not None else []
         self._inflight = handle
         return outputs
 

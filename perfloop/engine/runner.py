@@ -59,14 +59,15 @@ class StepHandle:
     positions: list[int] = field(default_factory=list)  # where each sampled token goes in token_ids
     tokens_dev: torch.Tensor | None = None
     tokens_host: torch.Tensor | None = None
+    tokens_list: list[int] | None = None
     event: torch.cuda.Event | None = None
 
     def tokens(self) -> list[int]:
         """The sampled tokens on the host (waits for the step's copy only)."""
         if self.tokens_dev is None:
             return []
-        if self.event is None:
-            return self.tokens_dev.tolist()
+        if self.tokens_list is not None:
+            return self.tokens_list
         self.event.synchronize()
         return self.tokens_host.tolist()
 
@@ -300,7 +301,9 @@ class ModelRunner:
             handle.tokens_dev = sample(
                 logits, [s.params for s in seqs], [s.generator for s in seqs], self.default_generator
             )
-        if self.device.type == "cuda":
+        if self.device.type != "cuda":
+            handle.tokens_list = handle.tokens_dev.tolist()  # nothing is asynchronous on the CPU
+        else:
             self._flip = 1 - self._flip  # two pinned buffers: one in flight, one being read
             host = self._host_tokens[self._flip][: len(sampled)]
             host.copy_(handle.tokens_dev, non_blocking=True)

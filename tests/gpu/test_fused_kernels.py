@@ -67,7 +67,7 @@ def fused() -> Iterator[ModuleType]:
 def torch_layers() -> Iterator[None]:
     """The layers' own torch code as the reference: layers.py dispatches to the fused kernels on CUDA."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(layers, "use_fused", lambda x: False)
+        mp.setattr(layers, "fused_ops", lambda x: None)
         yield
 
 

@@ -10,10 +10,9 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
-from perfloop.engine import fused
 from perfloop.engine.attention import AttentionBackend
 from perfloop.engine.attention.metadata import AttentionMetadata
-from perfloop.engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, use_fused
+from perfloop.engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, fused_ops
 from perfloop.engine.model_config import ModelConfig
 
 
@@ -48,10 +47,10 @@ class Attention(nn.Module):
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
-        if use_fused(x):
+        if ops := fused_ops(x):
             qw, kw = (self.q_norm.weight, self.k_norm.weight) if self.q_norm is not None else (None, None)
             eps = self.q_norm.eps if self.q_norm is not None else 0.0
-            q, k = fused.qk_norm_rope(q, k, qw, kw, eps, self.rope.cos, self.rope.sin, positions)
+            q, k = ops.qk_norm_rope(q, k, qw, kw, eps, self.rope.cos, self.rope.sin, positions)
         else:
             if self.q_norm is not None:
                 q, k = self.q_norm(q), self.k_norm(k)
