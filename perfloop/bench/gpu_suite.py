@@ -267,6 +267,31 @@ def profile_8b(out: Path) -> dict[str, Any]:
     return {"trace": str(trace), "stages": sorted(tables)}
 
 
+def trace_fixtures(out: Path) -> dict[str, Any]:
+    """Small real traces for the profiler tests: eager, and CUDA graphs with their eager mapping trace."""
+    import shutil
+
+    from perfloop.engine.config import EngineConfig
+    from perfloop.profilers.capture import ProfileSchedule, capture_engine
+
+    work = [
+        (p, SamplingParams(max_tokens=8, temperature=0, ignore_eos=True))
+        for p in _prompts(8, 40, 90, 4, 10000)
+    ]
+    sched = ProfileSchedule(wait=0, warmup=1, active=3)
+    written = {}
+    for name, eager in (("eager", True), ("graphs", False)):
+        cfg = EngineConfig(
+            model="preset:qwen3-0.6b", enforce_eager=eager, max_num_seqs=16, num_kv_blocks=64, block_size=256
+        )
+        trace = capture_engine(cfg, work, out / name, sched)
+        shutil.copy(trace, out / f"h200_{name}.json.gz")
+        written[name] = trace.stat().st_size
+        if not eager:
+            shutil.copy(out / name / "mapping" / "trace.json.gz", out / "h200_graphs_mapping.json.gz")
+    return written
+
+
 @app.command()
 def main(
     out: Path = typer.Option(..., "--out", help="Folder for suite.json and the bench/profile files."),
@@ -285,6 +310,7 @@ def main(
                 "llama8b": llama8b,
                 "standard": lambda: standard(out),
                 "steps": step_times,
+                "fixtures": lambda: trace_fixtures(out),
                 "profile8b": lambda: profile_8b(out),
                 "profile": lambda: profile(out),
             }[part]()
