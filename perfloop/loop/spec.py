@@ -29,7 +29,7 @@ class TargetSpec(_Strict):
     repo: Path = Field(description="Git repository of the target; its checked-out branch is never touched.")
     launch: str = Field(
         "",
-        description="Launch spec ({port} shell command, engine:FLAGS, hf:MODEL); {worktree} is replaced.",
+        description="Launch spec: {port} command, engine:, hf: or docker: spec; {worktree} is replaced.",
     )
     engine_config_file: str | None = Field(
         None, description="Path in the repo of a YAML EngineConfig; the bundled engine runs it in process."
@@ -56,7 +56,9 @@ class PeerSpec(_Strict):
     """A competitor: launched and measured interleaved with the target."""
 
     name: str
-    launch: str = Field(description="Launch spec: shell command with {port}, engine:FLAGS or hf:MODEL.")
+    launch: str = Field(
+        description="Launch spec: shell command with {port}, engine:FLAGS, hf:MODEL or docker:IMAGE."
+    )
 
 
 class ObjectiveSpec(_Strict):

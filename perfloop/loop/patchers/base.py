@@ -2,8 +2,8 @@
 
 A patcher never measures, validates or reviews; the loop does that to whatever it returns.
 Implementations: `playbook` (deterministic rules, offline), `external` (a coding agent works
-from a rendered prompt and hands back a commit with `perfloop goal submit`), and later a
-model-backed patcher on the Anthropic API.
+from a rendered prompt and hands back a commit with `perfloop goal submit`), and `anthropic`
+(a tool-using model confined to the candidate worktree, with turn and spend caps).
 """
 
 from __future__ import annotations
