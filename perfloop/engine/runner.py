@@ -126,7 +126,8 @@ class ModelRunner:
         c = self.model_cfg
         shape = (2, c.num_hidden_layers, num_blocks, self.block_size, c.num_key_value_heads, c.head_dim)
         # Zeroed: the reference backend reads padded slots under a mask, and 0 * NaN would leak.
-        return torch.zeros(shape, dtype=self.dtype, device=self.device)
+        # Written, not calloc'ed: on the CPU, lazily mapped pages would fault inside measured steps.
+        return torch.empty(shape, dtype=self.dtype, device=self.device).zero_()
 
     def _auto_num_blocks(self, max_model_len: int) -> int:
         if self.device.type != "cuda":
