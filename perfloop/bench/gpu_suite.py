@@ -297,8 +297,11 @@ def main(
     out: Path = typer.Option(..., "--out", help="Folder for suite.json and the bench/profile files."),
     parts: str = typer.Option("correctness,standard,hf,llama8b,profile", "--parts"),
     hf_requests: int = typer.Option(32, "--hf-requests", help="Standard-workload slice for the HF peer."),
+    blas: str = typer.Option("default", "--blas", help="default, cublas or cublaslt."),
 ) -> None:
     """Run the selected parts and print a summary table."""
+    if blas != "default":
+        torch.backends.cuda.preferred_blas_library(blas)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
     for part in parts.split(","):
