@@ -9,7 +9,8 @@ clock), keeps at most `max_concurrency` in flight, and calls `on_done` with a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence, Sized
 from typing import Protocol
 
 from perfloop.bench.metrics import RequestRecord
@@ -39,6 +40,25 @@ class Backend(Protocol):
     def engine_flags(self) -> dict[str, object] | None:
         """Engine settings for the environment fingerprint (None when unknown)."""
         ...
+
+
+def admit(
+    pending: deque[tuple[BenchRequest, float]],
+    t0: float,
+    now: float,
+    in_flight: Sized,
+    max_concurrency: int | None,
+) -> Iterator[BenchRequest]:
+    """Pop requests whose arrival time has come while in-flight capacity allows.
+
+    `in_flight` is re-read before each pop, so the caller's loop body may add to it.
+    """
+    while (
+        pending
+        and t0 + pending[0][1] <= now
+        and (max_concurrency is None or len(in_flight) < max_concurrency)
+    ):
+        yield pending.popleft()[0]
 
 
 def failed_record(req: BenchRequest, start: float, error: str) -> RequestRecord:

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from perfloop.bench.backends.base import OnDone, failed_record, sleep_until, stream_record
+from perfloop.bench.backends.base import OnDone, admit, failed_record, sleep_until, stream_record
 from perfloop.bench.workloads import BenchRequest
 from perfloop.engine.config import EngineConfig
 
@@ -62,12 +62,7 @@ class EngineBackend:
         live: dict[str, _Live] = {}
         while pending or live:
             now = time.perf_counter()
-            while (
-                pending
-                and t0 + pending[0][1] <= now
-                and (max_concurrency is None or len(live) < max_concurrency)
-            ):
-                req, _ = pending.popleft()
+            for req in admit(pending, t0, now, live, max_concurrency):
                 params = SamplingParams(
                     max_tokens=req.output_len, temperature=self.temperature, ignore_eos=self.ignore_eos
                 )

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import torch
 
-from perfloop.bench.backends.base import OnDone, failed_record, sleep_until, stream_record
+from perfloop.bench.backends.base import OnDone, admit, failed_record, sleep_until, stream_record
 from perfloop.bench.workloads import BenchRequest
 
 HFMode = Literal["generate_batch", "generate"]
@@ -109,12 +109,7 @@ class HFBackend:
         ) as manager:
             while pending or sent:
                 now = time.perf_counter()
-                while (
-                    pending
-                    and t0 + pending[0][1] <= now
-                    and (max_concurrency is None or len(sent) < max_concurrency)
-                ):
-                    req, _ = pending.popleft()
+                for req in admit(pending, t0, now, sent, max_concurrency):
                     st = time.perf_counter()
                     rid = str(req.index)
                     manager.add_request(
@@ -151,12 +146,7 @@ class HFBackend:
             sleep_until(t0 + pending[0][1])
             now = time.perf_counter()
             batch: list[tuple[BenchRequest, float]] = []
-            while (
-                pending
-                and t0 + pending[0][1] <= now
-                and (max_concurrency is None or len(batch) < max_concurrency)
-            ):
-                req, _ = pending.popleft()
+            for req in admit(pending, t0, now, batch, max_concurrency):
                 batch.append((req, now))
             for rec in self._generate(batch, t0):
                 on_done(rec)
