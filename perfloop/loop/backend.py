@@ -196,9 +196,9 @@ def run_profile_job(job: dict[str, Any]) -> ProfileRecord:
     from perfloop.profilers.tables import analyze
 
     launch: str = job["launch"]
-    if not launch.startswith("engine:"):
-        raise MeasureError(f"launch: profiling runs the bundled engine in process; got {launch!r}")
     spec = GoalSpec.model_validate(job["spec"])
+    if not launch.startswith("engine:"):
+        return _profile_server(launch, spec, Path(job["out_dir"]))
     config = parse_engine_flags(launch.removeprefix("engine:"))
     if spec.measure.torch_threads:
         import torch
@@ -222,6 +222,26 @@ def run_profile_job(job: dict[str, Any]) -> ProfileRecord:
     stats = engine.stats().model_dump() | {"requests": len(requests)}
     tables[PROFILE_STATS_STAGE] = {"engine_stats": [stats]}
     return ProfileRecord(trace=str(trace), tables=tables, engine_stats=stats)
+
+
+def _profile_server(launch: str, spec: GoalSpec, out: Path) -> ProfileRecord:
+    """Profile a served target (a URL, a command or a docker image) through /start_profile and
+    /stop_profile, the endpoints perfloop, vLLM and SGLang share; the server writes the trace."""
+    from perfloop.bench.runner import resolve_workload
+    from perfloop.bench.targets import open_backend, parse_target
+    from perfloop.bench.workloads import build_requests
+    from perfloop.profilers.capture import capture_url
+    from perfloop.profilers.tables import analyze
+
+    target = parse_target(launch)
+    if target.kind == "hf":
+        raise MeasureError(f"launch: an hf: peer has no profiler endpoints to capture from; got {launch!r}")
+    workload = resolve_workload(profile_workload(spec.workload, spec.measure.profile_requests), target)
+    prompts = [(list(r.prompt), r.output_len) for r in build_requests(workload) if isinstance(r.prompt, list)]
+    with open_backend(target, log_path=out / "server.log") as (backend, _command, _container):
+        trace = capture_url(backend.base_url, prompts, out, model=backend.model_id)
+    tables = analyze(trace, out / "tables", formats=("md", "json"))
+    return ProfileRecord(trace=str(trace), tables=tables)
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,41 @@
+"""PROFILE of a served target: the loop launches the server and captures through its profiler endpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_spec
+
+from perfloop.loop.backend import run_profile_job
+
+
+@pytest.mark.slow
+def test_profile_job_captures_a_launched_server(target_repo: Path, tmp_path: Path) -> None:
+    launch = (
+        "OMP_NUM_THREADS=1 perfloop serve --model preset:tiny-qwen3 --port {port} "
+        f"--profile-dir {tmp_path / 'server-profiles'}"
+    )
+    spec = make_spec(target_repo, tmp_path)
+    out = tmp_path / "profile"
+    record = run_profile_job(
+        {"launch": launch, "spec": json.loads(spec.model_dump_json()), "out_dir": str(out)}
+    )
+    assert Path(record.trace).is_file()
+    # The engine inside the server annotated its steps, so the tables split by stage.
+    assert {"prefill", "decode"} <= set(record.tables)
+    kernel_rows = record.tables["decode"]["kernel_table"]
+    assert any("perfloop/engine/" in row["Python location"] for row in kernel_rows)
+    assert (out / "server.log").is_file()
+
+
+def test_profile_job_refuses_an_hf_peer(target_repo: Path, tmp_path: Path) -> None:
+    spec = make_spec(target_repo, tmp_path)
+    job = {
+        "launch": "hf:preset:tiny-qwen3",
+        "spec": json.loads(spec.model_dump_json()),
+        "out_dir": str(tmp_path),
+    }
+    with pytest.raises(Exception, match="profiler endpoints"):
+        run_profile_job(job)
