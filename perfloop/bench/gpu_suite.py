@@ -169,7 +169,13 @@ def llama8b() -> dict[str, Any]:
     torch.cuda.synchronize()
     dur = time.perf_counter() - t0
     weight_bytes = sum(p.numel() * p.element_size() for p in llm.engine.runner.model.parameters())
+    runner = llm.engine.runner
+    graph_ms = _device_ms(runner.graphs.graphs[1].replay) if runner.graphs else None
+    hidden = torch.zeros(1, runner.model_cfg.hidden_size, dtype=runner.dtype, device="cuda")
+    logits_ms = _device_ms(lambda: runner.model.compute_logits(hidden).argmax(-1))
     return {
+        "graph_replay_ms": graph_ms,
+        "logits_argmax_ms": logits_ms,
         "output_tokens": len(out[0]),
         "duration": dur,
         "output_throughput": len(out[0]) / dur,
@@ -242,6 +248,18 @@ def profile(out: Path) -> dict[str, Any]:
         mapping_path=out / "profile" / "mapping" / "trace.json.gz",
     )
     return {"trace": str(trace), "stages": sorted(tables)}
+
+
+def _device_ms(fn: Any, iters: int = 200) -> float:
+    """Median-free mean device time of fn over back-to-back launches (CUDA events)."""
+    fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / iters
 
 
 def profile_8b(out: Path) -> dict[str, Any]:
