@@ -99,9 +99,8 @@ class ModelRunner:
         self.kv_cache = self._alloc_kv(self.num_blocks)
         self._staging = torch.empty(0, dtype=torch.int64)
         pin = self.device.type == "cuda"
-        self._host_tokens = [
-            torch.empty(config.max_num_seqs, dtype=torch.int64, pin_memory=pin) for _ in range(2)
-        ]
+        rows = max(config.max_num_seqs, 8)  # the start-up compile steps sample up to 3 rows
+        self._host_tokens = [torch.empty(rows, dtype=torch.int64, pin_memory=pin) for _ in range(2)]
         self._flip = 0
         self._copied = torch.cuda.Event() if self.device.type == "cuda" else None
         self.graphs: DecodeGraphs | None = None
