@@ -251,7 +251,7 @@ def profile(out: Path) -> dict[str, Any]:
 
 
 def _device_ms(fn: Any, iters: int = 200) -> float:
-    """Median-free mean device time of fn over back-to-back launches (CUDA events)."""
+    """Mean device time of fn in ms over back-to-back launches, timed with CUDA events."""
     fn()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
