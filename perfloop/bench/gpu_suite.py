@@ -2,15 +2,21 @@
 
     python -m perfloop.bench.gpu_suite --out DIR [--parts correctness,standard,hf,llama8b,profile]
 
+Other parts: gemv (tile sweep; later parts use its tiles), llama8b-unfused, llama8b-nopdl, steps,
+profile8b, fixtures.
+
 Prints a short table last and writes `suite.json` (+ bench JSON, profile tables) into DIR.
 Each figure in artifacts/runs/*-h200-standard/ comes from this command.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +78,26 @@ def correctness() -> dict[str, Any]:
         }
     results["hf_fp32_identical"] = _hf_matches(prompts[:8], ref[:8], max_tokens[:8])
     results["bf16_qwen3_0.6b"] = _bf16_logits()
+    results["bf16_one_token_pdl_vs_no_pdl"] = _one_token_path()
     return results
+
+
+def _one_token_path() -> dict[str, Any]:
+    """Batch-1 bf16 greedy decode (the fused GEMV path) with and without programmatic dependent
+    launch, in CUDA graphs and eagerly: PDL must not change a bit (same kernels; a race would)."""
+    prompts = _prompts(3, 20, 200, seed=11, vocab=10000)
+    runs = {}
+    for eager in (False, True):
+        for pdl in ("1", "0"):
+            with _env("PERFLOOP_PDL", pdl):
+                llm = LLM("preset:qwen3-0.6b", enforce_eager=eager, max_num_seqs=1, num_kv_blocks=64)
+                runs[(eager, pdl)] = _tokens(llm, prompts, [200, 200, 200])
+                del llm
+    return {
+        "graphs_identical": runs[(False, "1")] == runs[(False, "0")],
+        "eager_identical": runs[(True, "1")] == runs[(True, "0")],
+        "tokens_per_run": sum(map(len, runs[(True, "0")])),
+    }
 
 
 def _hf_matches(prompts: list[list[int]], ref: list[list[int]], max_tokens: list[int]) -> bool:
@@ -156,6 +181,42 @@ def hf_slice(n: int) -> dict[str, Any]:
     dur = time.perf_counter() - t0
     tokens = sum(r.output_len for r in records if r.success)
     return {"requests": n, "output_tokens": tokens, "duration": dur, "output_throughput": tokens / dur}
+
+
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
+
+
+def gemv_sweep(out: Path) -> dict[str, Any]:
+    """Tile sweep of the one-token GEMVs; later parts of this run use the best tiles found."""
+    from perfloop.engine import gemv_bench
+
+    results = gemv_bench.sweep()
+    (out / "gemv_sweep.json").write_text(json.dumps(results, indent=2))
+    gemv_bench.apply(results)
+    Console(width=200).print(gemv_bench.table(results))
+    return {name: (round(r["fused_us"], 2), round(r["unfused_us"], 2)) for name, r in results.items()}
+
+
+def llama8b_unfused() -> dict[str, Any]:
+    """`llama8b` with the one-token GEMV path off (cuBLAS + separate norm/SiLU kernels): the A/B."""
+    with _env("PERFLOOP_GEMV", "0"):
+        return llama8b()
+
+
+def llama8b_nopdl() -> dict[str, Any]:
+    """`llama8b` with the GEMVs launched without programmatic dependent launch: the PDL A/B."""
+    with _env("PERFLOOP_PDL", "0"):
+        return llama8b()
 
 
 def llama8b() -> dict[str, Any]:
@@ -329,6 +390,9 @@ def main(
                 "correctness": correctness,
                 "hf": lambda: hf_slice(hf_requests),
                 "llama8b": llama8b,
+                "llama8b-unfused": llama8b_unfused,
+                "llama8b-nopdl": llama8b_nopdl,
+                "gemv": lambda: gemv_sweep(out),
                 "standard": lambda: standard(out),
                 "steps": step_times,
                 "fixtures": lambda: trace_fixtures(out),
@@ -340,6 +404,7 @@ def main(
         value["wall_s"] = round(time.perf_counter() - t0, 1)
         results[part] = value
         (out / "suite.json").write_text(json.dumps(results, indent=2, default=str))
+        gc.collect()
         torch.cuda.empty_cache()
     table = Table("part", "result")
     for part in parts.split(","):

@@ -8,8 +8,9 @@ CPU, where nothing else can run Triton kernels).
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -20,6 +21,42 @@ from perfloop.engine.attention.metadata import AttentionMetadata
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def _rtne_fp_trunc(original):  # noqa: ANN001, ANN202 - wraps an interpreter method
+    import numpy as np
+    import triton.language as tl
+    from triton.runtime.interpreter import TensorHandle
+
+    def trunc(self, src, dst_type):  # noqa: ANN001, ANN202
+        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
+            rounded = torch.from_numpy(np.ascontiguousarray(src.data, dtype=np.float32)).bfloat16()
+            return TensorHandle(rounded.view(torch.int16).numpy().view(np.uint16), dst_type.scalar)
+        return original(self, src, dst_type)
+
+    return trunc
+
+
+def _interpreted(module: ModuleType) -> Iterator[ModuleType]:
+    """Yield a Triton kernel module: as is on CUDA; on CPU reloaded in interpreter mode, with the
+    interpreter's fp32 -> bf16 casts (which truncate) made to round to nearest even like the GPU."""
+    pytest.importorskip("triton", reason="triton is not installed")
+    if torch.cuda.is_available():
+        yield module
+        return
+    from triton.runtime.interpreter import InterpreterBuilder
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRITON_INTERPRET", "1")
+        mp.setattr(InterpreterBuilder, "create_fp_trunc", _rtne_fp_trunc(InterpreterBuilder.create_fp_trunc))
+        yield importlib.reload(module)
+    importlib.reload(module)
+
+
+@pytest.fixture(scope="session")
+def interpreted() -> Callable[[ModuleType], Iterator[ModuleType]]:
+    """For module fixtures: `yield from interpreted(module)` gives the kernels runnable here."""
+    return _interpreted
 
 
 @dataclass

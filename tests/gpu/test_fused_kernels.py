@@ -8,14 +8,12 @@ RoPE's cancellation (x*cos + rot*sin near 0) makes it many ulps of a small outpu
 elements must stay within 2 * eps * max|ref|. On an H200 the kernels match torch bit for bit but for
 such flips (a few per million elements of the norms; silu and rope alone are exact).
 
-The interpreter truncates fp32 -> bf16 casts where the GPU rounds to nearest even, so the fixture
-patches that cast to round like the hardware (and torch) do.
+On CPU the module is reloaded in interpreter mode (see the `interpreted` fixture in conftest).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import pytest
@@ -31,36 +29,12 @@ needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
 
-def _rtne_fp_trunc(original):  # noqa: ANN001, ANN202 - wraps an interpreter method
-    import numpy as np
-    import triton.language as tl
-    from triton.runtime.interpreter import TensorHandle
-
-    def trunc(self, src, dst_type):  # noqa: ANN001, ANN202
-        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
-            rounded = torch.from_numpy(np.ascontiguousarray(src.data, dtype=np.float32)).bfloat16()
-            return TensorHandle(rounded.view(torch.int16).numpy().view(np.uint16), dst_type.scalar)
-        return original(self, src, dst_type)
-
-    return trunc
-
-
 @pytest.fixture(scope="module")
-def fused() -> Iterator[ModuleType]:
-    """perfloop.engine.fused, on CPU reloaded in interpreter mode with round-to-nearest bf16 casts."""
-    pytest.importorskip("triton", reason="triton is not installed")
+def fused(interpreted: Callable[[ModuleType], Iterator[ModuleType]]) -> Iterator[ModuleType]:
+    """perfloop.engine.fused, on CPU reloaded in interpreter mode."""
     from perfloop.engine import fused as module
 
-    if CUDA:
-        yield module
-        return
-    from triton.runtime.interpreter import InterpreterBuilder
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TRITON_INTERPRET", "1")
-        mp.setattr(InterpreterBuilder, "create_fp_trunc", _rtne_fp_trunc(InterpreterBuilder.create_fp_trunc))
-        yield importlib.reload(module)
-    importlib.reload(module)
+    yield from interpreted(module)
 
 
 @pytest.fixture(autouse=True)

@@ -38,6 +38,9 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents
+
+from perfloop.engine.gemv import pdl_supported
 
 LOG2E = 1.4426950408889634
 
@@ -304,7 +307,10 @@ def _split_reduce_kernel(
     HEAD_DIM: tl.constexpr,
     NUM_SPLITS: tl.constexpr,
     BLOCK_S: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    if PDL:  # the o_proj GEMV may launch now and stream its weights while this finishes
+        gdc_launch_dependents()
     b = tl.program_id(0)
     h = tl.program_id(1)
     s = tl.arange(0, BLOCK_S)
@@ -396,6 +402,7 @@ def paged_decode(
             HEAD_DIM=head_dim,
             NUM_SPLITS=num_splits,
             BLOCK_S=triton.next_power_of_2(num_splits),
+            PDL=pdl_supported(q.device),
             num_warps=4,
         )
     return out

@@ -2,14 +2,19 @@
 
 The three architectures differ only in QKV bias (Qwen2) and per-head q/k RMSNorm (Qwen3);
 ModelConfig carries both switches. Q/K/V and gate/up are packed into single matmuls at load.
+A single bf16/fp16 token (batch-1 decode) takes `DecoderLayer.forward_token`: every projection is a
+weight-read-bound GEMV, so the norms, SiLU-mul and residual adds ride inside them (`gemv.py`).
 """
 
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import torch
 from torch import nn
 from torch.profiler import record_function
 
+from perfloop.engine import gemv
 from perfloop.engine.attention import AttentionBackend
 from perfloop.engine.attention.metadata import AttentionMetadata
 from perfloop.engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, fused_ops
@@ -43,11 +48,22 @@ class Attention(nn.Module):
         meta: AttentionMetadata,
         backend: AttentionBackend,
     ) -> torch.Tensor:
-        q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        return self.o_proj(self.attend(self.qkv_proj(x), positions, kv, meta, backend))
+
+    def attend(
+        self,
+        qkv: torch.Tensor,
+        positions: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor],
+        meta: AttentionMetadata,
+        backend: AttentionBackend,
+    ) -> torch.Tensor:
+        """Attention output [T, Hq * D] (before o_proj) of the packed QKV projection qkv."""
+        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
-        if ops := fused_ops(x):
+        if ops := fused_ops(qkv):
             qw, kw = (self.q_norm.weight, self.k_norm.weight) if self.q_norm is not None else (None, None)
             eps = self.q_norm.eps if self.q_norm is not None else 0.0
             q, k = ops.qk_norm_rope(q, k, qw, kw, eps, self.rope.cos, self.rope.sin, positions)
@@ -56,7 +72,7 @@ class Attention(nn.Module):
                 q, k = self.q_norm(q), self.k_norm(k)
             q, k = self.rope(positions, q, k)
         out = backend.forward(q, k, v, kv[0], kv[1], meta, self.scale)
-        return self.o_proj(out.reshape(-1, self.q_size))
+        return out.reshape(-1, self.q_size)
 
 
 class DecoderLayer(nn.Module):
@@ -90,6 +106,25 @@ class DecoderLayer(nn.Module):
             x = self.mlp(x)
         return x, residual
 
+    def forward_token(
+        self,
+        h: torch.Tensor,
+        positions: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor],
+        meta: AttentionMetadata,
+        backend: AttentionBackend,
+    ) -> torch.Tensor:
+        """One token's residual stream h [1, hidden] through the layer, in four fused GEMVs."""
+        attn, mlp = self.self_attn, self.mlp
+        with record_function("perfloop.attn"):
+            ln = self.input_layernorm
+            qkv = gemv.linear(h, attn.qkv_proj.weight, attn.qkv_proj.bias, norm=(ln.weight, ln.eps))
+            h = gemv.linear(attn.attend(qkv, positions, kv, meta, backend), attn.o_proj.weight, residual=h)
+        with record_function("perfloop.mlp"):
+            ln = self.post_attention_layernorm
+            gate_up = gemv.linear(h, mlp.gate_up_proj.weight, norm=(ln.weight, ln.eps))
+            return gemv.linear(gate_up, mlp.down_proj.weight, silu=True, residual=h)
+
 
 class DecoderLM(nn.Module):
     """Embeddings, decoder layers, final norm and (possibly tied) LM head."""
@@ -116,17 +151,20 @@ class DecoderLM(nn.Module):
     ) -> torch.Tensor:
         """Hidden states [T, hidden] after the final norm; kv_cache is [2, L, blocks, block, Hkv, D]."""
         x = self.embed_tokens(input_ids)
+        one_token = gemv.enabled(x)
         residual = None
         for i, layer in enumerate(self.layers):
             kv = (kv_cache[0, i], kv_cache[1, i])
-            if self.annotate:
-                with record_function(f"perfloop.layer.{i}"):
+            with record_function(f"perfloop.layer.{i}") if self.annotate else nullcontext():
+                if one_token:
+                    x = layer.forward_token(x, positions, kv, meta, backend)
+                else:
                     x, residual = layer(x, residual, positions, kv, meta, backend)
-            else:
-                x, residual = layer(x, residual, positions, kv, meta, backend)
-        x, _ = self.norm(x, residual)
-        return x
+        return self.norm(x) if one_token else self.norm(x, residual)[0]
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits [T, vocab] in the model dtype."""
         weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        if gemv.enabled(hidden):
+            return gemv.linear(hidden, weight)
         return torch.nn.functional.linear(hidden, weight)
