@@ -8,7 +8,8 @@ into the down projection's input, and the residual add (and a QKV bias) into the
 
 Rounding differs from the unfused torch path (normalised inputs and SiLU stay fp32 instead of being
 rounded to bf16 between ops), so this path is used only for bf16/fp16; fp32 keeps the exact torch
-path. `PERFLOOP_GEMV=0` turns it off (A/B runs). CUDA-graph capturable: no host reads of device data.
+path. `layers.gemv_ops` decides when it applies; `PERFLOOP_GEMV=0` turns it off (A/B runs).
+CUDA-graph capturable: no host reads of device data.
 
 On Hopper the GEMVs are launched with programmatic dependent launch: each one starts while its
 predecessor (another GEMV, or the attention split-reduce) drains, streams its first weight tile, and
@@ -29,8 +30,14 @@ try:
     import triton.language as tl
 except ImportError:
     triton = None
+try:  # programmatic dependent launch needs triton >= 3.3 (gdc ops and the launch_pdl option)
+    from triton.backends.nvidia.compiler import CUDAOptions
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
-_HALF = (torch.bfloat16, torch.float16)
+    _HAS_PDL = "launch_pdl" in CUDAOptions.__dataclass_fields__
+except ImportError:
+    gdc_launch_dependents = gdc_wait = None
+    _HAS_PDL = False
 
 
 class Config(NamedTuple):
@@ -42,23 +49,12 @@ class Config(NamedTuple):
     num_stages: int
 
 
-def enabled(x: torch.Tensor) -> bool:
-    """True when the one-token GEMV path applies to activations x [1, K]."""
-    return (
-        triton is not None
-        and x.dim() == 2
-        and x.shape[0] == 1
-        and x.dtype in _HALF
-        and x.is_cuda
-        and os.environ.get("PERFLOOP_GEMV", "1") != "0"
-    )
-
-
 def pdl_supported(device: torch.device) -> bool:
     """Programmatic dependent launch: Hopper or newer, compiled (not interpreted), not turned off with
     PERFLOOP_PDL=0. A kernel launched with it may start while the previous one drains."""
     return (
-        device.type == "cuda"
+        _HAS_PDL
+        and device.type == "cuda"
         and os.environ.get("TRITON_INTERPRET") != "1"
         and os.environ.get("PERFLOOP_PDL", "1") != "0"
         and _capability(device.index or 0) >= (9, 0)
@@ -71,7 +67,6 @@ def _capability(index: int) -> tuple[int, int]:
 
 
 if triton is not None:
-    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
     @triton.jit
     def _load_tile(w_ptrs, k0, rows, cols, N, K, EVEN: tl.constexpr):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from types import ModuleType
 from typing import Any
 
@@ -25,6 +26,18 @@ def _fused_module(index: int | None) -> ModuleType | None:
     from perfloop.engine import fused
 
     return fused if fused.available(torch.device("cuda", index)) else None
+
+
+def gemv_ops(x: torch.Tensor) -> ModuleType | None:
+    """The one-token GEMV kernels (`gemv.py`) when x is a single bf16/fp16 token [1, K] on CUDA and
+    PERFLOOP_GEMV is not 0, else None. fp32 stays on the exact torch path."""
+    if x.dim() != 2 or x.shape[0] != 1 or x.dtype not in (torch.bfloat16, torch.float16):
+        return None
+    if os.environ.get("PERFLOOP_GEMV", "1") == "0" or fused_ops(x) is None:
+        return None
+    from perfloop.engine import gemv
+
+    return gemv
 
 
 class RMSNorm(nn.Module):

@@ -16,7 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from perfloop.engine import layers
 from perfloop.engine.llm import LLM
+from perfloop.engine.models import decoder
 from perfloop.engine.sampling import SamplingParams
 from perfloop.engine.scheduler import ScheduledBatch
 from perfloop.engine.sequence import Sequence
@@ -113,13 +115,20 @@ def test_linear_rejects_mismatched_shapes(gemv) -> None:
         gemv.linear(rand(1, 32, dtype=torch.bfloat16, seed=9), w, silu=True)
 
 
-def test_enabled_only_for_one_half_precision_token(gemv, monkeypatch) -> None:
+def test_gemv_ops_only_for_one_half_precision_token_on_cuda(monkeypatch) -> None:
     one = torch.zeros(1, 8, dtype=torch.bfloat16, device=DEVICE)
-    assert gemv.enabled(one) == CUDA
-    assert not gemv.enabled(torch.zeros(2, 8, dtype=torch.bfloat16, device=DEVICE))
-    assert not gemv.enabled(torch.zeros(1, 8, device=DEVICE))
+    assert (layers.gemv_ops(one) is not None) == CUDA
+    assert layers.gemv_ops(torch.zeros(2, 8, dtype=torch.bfloat16, device=DEVICE)) is None
+    assert layers.gemv_ops(torch.zeros(1, 8, device=DEVICE)) is None
     monkeypatch.setenv("PERFLOOP_GEMV", "0")
-    assert not gemv.enabled(one)
+    assert layers.gemv_ops(one) is None
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_pdl_is_used_on_hopper(gemv) -> None:
+    # A silent fallback (an import or option missing in this triton) would cost ~3 % at batch 1.
+    hopper = torch.cuda.get_device_capability() >= (9, 0)
+    assert gemv.pdl_supported(torch.device("cuda")) == hopper
 
 
 def _decode_logits(llm: LLM, prompt: list[int]) -> torch.Tensor:
@@ -138,9 +147,9 @@ def _decode_logits(llm: LLM, prompt: list[int]) -> torch.Tensor:
 def test_decoder_one_token_path_matches_batched_path(gemv, monkeypatch, preset) -> None:
     llm = LLM(f"preset:{preset}", dtype="bfloat16", device=DEVICE.type, enforce_eager=True, num_kv_blocks=16)
     prompt = list(range(3, 40))
-    monkeypatch.setattr(gemv, "enabled", lambda x: x.dim() == 2 and x.shape[0] == 1)
+    monkeypatch.setattr(decoder, "gemv_ops", lambda x: gemv if x.dim() == 2 and x.shape[0] == 1 else None)
     fused = _decode_logits(llm, prompt)
-    monkeypatch.setattr(gemv, "enabled", lambda x: False)
+    monkeypatch.setattr(decoder, "gemv_ops", lambda x: None)
     unfused = _decode_logits(llm, prompt)
     # bf16 activations rounded at different points across a few layers: a few bf16 ulps of the logits.
     scale = unfused.abs().max().item()

@@ -38,9 +38,8 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra.cuda import gdc_launch_dependents
 
-from perfloop.engine.gemv import pdl_supported
+from perfloop.engine.gemv import gdc_launch_dependents, pdl_supported
 
 LOG2E = 1.4426950408889634
 

@@ -9,15 +9,15 @@ weight-read-bound GEMV, so the norms, SiLU-mul and residual adds ride inside the
 from __future__ import annotations
 
 from contextlib import nullcontext
+from types import ModuleType
 
 import torch
 from torch import nn
 from torch.profiler import record_function
 
-from perfloop.engine import gemv
 from perfloop.engine.attention import AttentionBackend
 from perfloop.engine.attention.metadata import AttentionMetadata
-from perfloop.engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, fused_ops
+from perfloop.engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, fused_ops, gemv_ops
 from perfloop.engine.model_config import ModelConfig
 
 
@@ -113,6 +113,7 @@ class DecoderLayer(nn.Module):
         kv: tuple[torch.Tensor, torch.Tensor],
         meta: AttentionMetadata,
         backend: AttentionBackend,
+        gemv: ModuleType,
     ) -> torch.Tensor:
         """One token's residual stream h [1, hidden] through the layer, in four fused GEMVs."""
         attn, mlp = self.self_attn, self.mlp
@@ -151,20 +152,20 @@ class DecoderLM(nn.Module):
     ) -> torch.Tensor:
         """Hidden states [T, hidden] after the final norm; kv_cache is [2, L, blocks, block, Hkv, D]."""
         x = self.embed_tokens(input_ids)
-        one_token = gemv.enabled(x)
+        gemv = gemv_ops(x)
         residual = None
         for i, layer in enumerate(self.layers):
             kv = (kv_cache[0, i], kv_cache[1, i])
             with record_function(f"perfloop.layer.{i}") if self.annotate else nullcontext():
-                if one_token:
-                    x = layer.forward_token(x, positions, kv, meta, backend)
+                if gemv:
+                    x = layer.forward_token(x, positions, kv, meta, backend, gemv)
                 else:
                     x, residual = layer(x, residual, positions, kv, meta, backend)
-        return self.norm(x) if one_token else self.norm(x, residual)[0]
+        return self.norm(x) if gemv else self.norm(x, residual)[0]
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits [T, vocab] in the model dtype."""
         weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        if gemv.enabled(hidden):
+        if gemv := gemv_ops(hidden):
             return gemv.linear(hidden, weight)
         return torch.nn.functional.linear(hidden, weight)
