@@ -15,10 +15,9 @@ import gc
 import json
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 import typer
@@ -89,7 +88,7 @@ def _one_token_path() -> dict[str, Any]:
     runs = {}
     for eager in (False, True):
         for pdl in ("1", "0"):
-            with _env("PERFLOOP_PDL", pdl):
+            with mock.patch.dict(os.environ, {"PERFLOOP_PDL": pdl}):
                 llm = LLM("preset:qwen3-0.6b", enforce_eager=eager, max_num_seqs=1, num_kv_blocks=64)
                 runs[(eager, pdl)] = _tokens(llm, prompts, [200, 200, 200])
                 del llm
@@ -183,19 +182,6 @@ def hf_slice(n: int) -> dict[str, Any]:
     return {"requests": n, "output_tokens": tokens, "duration": dur, "output_throughput": tokens / dur}
 
 
-@contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = old
-
-
 def gemv_sweep(out: Path) -> dict[str, Any]:
     """Tile sweep of the one-token GEMVs; later parts of this run use the best tiles found."""
     from perfloop.engine import gemv_bench
@@ -209,13 +195,13 @@ def gemv_sweep(out: Path) -> dict[str, Any]:
 
 def llama8b_unfused() -> dict[str, Any]:
     """`llama8b` with the one-token GEMV path off (cuBLAS + separate norm/SiLU kernels): the A/B."""
-    with _env("PERFLOOP_GEMV", "0"):
+    with mock.patch.dict(os.environ, {"PERFLOOP_GEMV": "0"}):
         return llama8b()
 
 
 def llama8b_nopdl() -> dict[str, Any]:
     """`llama8b` with the GEMVs launched without programmatic dependent launch: the PDL A/B."""
-    with _env("PERFLOOP_PDL", "0"):
+    with mock.patch.dict(os.environ, {"PERFLOOP_PDL": "0"}):
         return llama8b()
 
 

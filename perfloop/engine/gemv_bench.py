@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -113,11 +114,8 @@ def sweep() -> dict[str, Any]:
         tiles = [c for c in candidates() if n % c.block_n == 0 and k % c.block_k == 0]
         plain = min((graph_us(ops.gemv("plain", c)), c) for c in tiles)
         fused_us, cfg = min((graph_us(ops.gemv(form, c)), c) for c in tiles) if form != "plain" else plain
-        os.environ["PERFLOOP_PDL"] = "0"
-        try:
+        with mock.patch.dict(os.environ, {"PERFLOOP_PDL": "0"}):
             no_pdl = graph_us(ops.gemv(form, cfg))
-        finally:
-            del os.environ["PERFLOOP_PDL"]
         results[name] = {
             "n": n,
             "k": k,
