@@ -123,7 +123,7 @@ def model_vocab_size(model: str) -> int:
     """vocab_size from the model's config.json (presets are materialised first)."""
     import json
 
-    from perfloop.engine.presets import resolve_model
+    from perfloop.engine.models.presets import resolve_model
 
     config = json.loads((Path(resolve_model(model)) / "config.json").read_text())
     return int(config["vocab_size"])

@@ -24,7 +24,7 @@ from perfloop.engine.config import EngineConfig
 from perfloop.engine.detokenizer import IncrementalDetokenizer
 from perfloop.engine.errors import EngineInputError
 from perfloop.engine.llm_engine import LLMEngine, StepOutput
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.sampling_params import SamplingParams
 from perfloop.engine.stats import EngineStats
 
 log = logging.getLogger(__name__)

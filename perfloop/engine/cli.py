@@ -45,7 +45,7 @@ def generate(
     """Generate text with the bundled engine, offline."""
     from perfloop.engine.errors import EngineInputError
     from perfloop.engine.llm import LLM
-    from perfloop.engine.sampling import SamplingParams
+    from perfloop.engine.sampling_params import SamplingParams
 
     if bool(prompt) == bool(prompt_ids):
         raise typer.BadParameter("give --prompt or --prompt-ids (one of them)", param_hint="--prompt")
@@ -89,8 +89,8 @@ def materialize(
     seed: int = typer.Option(0, "--seed", help="Weight seed."),
 ) -> None:
     """Write a preset's seeded random weights as a Hugging Face model directory."""
-    from perfloop.engine.presets import PRESETS
-    from perfloop.engine.presets import materialize as write
+    from perfloop.engine.models.presets import PRESETS
+    from perfloop.engine.models.presets import materialize as write
 
     if preset.removeprefix("preset:") not in PRESETS:
         raise typer.BadParameter(
@@ -103,7 +103,7 @@ def materialize(
 @app.command()
 def presets() -> None:
     """List the built-in model presets and their shapes."""
-    from perfloop.engine.presets import PRESETS
+    from perfloop.engine.models.presets import PRESETS
 
     table = Table("preset", "architecture", "layers", "hidden", "heads/kv", "vocab", "dtype")
     for name, c in PRESETS.items():

@@ -9,7 +9,7 @@ from rich.progress import Progress
 
 from perfloop.engine.config import EngineConfig
 from perfloop.engine.llm_engine import LLMEngine
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.sampling_params import SamplingParams
 
 
 @dataclass

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch.profiler import record_function
 
+from perfloop.engine.block_manager import BlockManager
 from perfloop.engine.config import EngineConfig
 from perfloop.engine.errors import EngineInputError
-from perfloop.engine.kv_cache import BlockManager
-from perfloop.engine.model_config import ModelConfig
-from perfloop.engine.presets import resolve_model
+from perfloop.engine.models.config import ModelConfig
+from perfloop.engine.models.presets import resolve_model
 from perfloop.engine.runner import ModelRunner, StepHandle, pick_device
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.sampling_params import SamplingParams
 from perfloop.engine.scheduler import Scheduler
 from perfloop.engine.sequence import PLACEHOLDER, Sequence, Status
 from perfloop.engine.stats import EngineStats

@@ -18,9 +18,9 @@ from perfloop.engine.attention import get_backend
 from perfloop.engine.attention.metadata import AttentionMetadata
 from perfloop.engine.config import EngineConfig
 from perfloop.engine.cuda_graphs import DecodeGraphs
-from perfloop.engine.loader import load_weights
-from perfloop.engine.model_config import ModelConfig
+from perfloop.engine.models.config import ModelConfig
 from perfloop.engine.models.decoder import DecoderLM
+from perfloop.engine.models.loader import load_weights
 from perfloop.engine.sampler import sample
 from perfloop.engine.scheduler import ScheduledBatch
 
@@ -167,7 +167,7 @@ class ModelRunner:
 
     def _compile_kernels(self) -> None:
         """Run tiny dummy steps so JIT compilation happens at start-up, not inside a measured run."""
-        from perfloop.engine.sampling import SamplingParams
+        from perfloop.engine.sampling_params import SamplingParams
         from perfloop.engine.scheduler import ScheduledBatch
         from perfloop.engine.sequence import Sequence
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.sampling_params import SamplingParams
 
 
 def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from perfloop.engine.block_manager import BlockManager
 from perfloop.engine.config import EngineConfig
-from perfloop.engine.kv_cache import BlockManager
 from perfloop.engine.sequence import Sequence, Status
 
 

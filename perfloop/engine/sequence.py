@@ -7,7 +7,7 @@ from enum import Enum
 
 import torch
 
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.sampling_params import SamplingParams
 
 PLACEHOLDER = -1
 

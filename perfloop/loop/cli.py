@@ -14,7 +14,6 @@ from perfloop.ledger.records import RoundSummary
 from perfloop.ledger.runs import resolve_run
 from perfloop.ledger.verify import verify_ledger
 from perfloop.loop import states as S
-from perfloop.loop.backend import ProcessBackend
 from perfloop.loop.machine import LoopError, Run
 from perfloop.loop.model_review import ModelReviewer
 from perfloop.loop.patchers.anthropic import AnthropicPatcher, ApiSettings, MissingKeyError, api_key
@@ -22,6 +21,7 @@ from perfloop.loop.patchers.base import Patcher
 from perfloop.loop.patchers.external import ExternalPatcher
 from perfloop.loop.patchers.playbook import PlaybookPatcher
 from perfloop.loop.pricing import UnknownModelError
+from perfloop.loop.process_backend import ProcessBackend
 from perfloop.loop.quickstart import make_target_repo, quickstart_spec
 from perfloop.loop.report import build_report
 from perfloop.loop.spec import GoalSpec, SpecError, load_spec, parse_spec

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from perfloop.engine.config import EngineConfig
 from perfloop.engine.llm import LLM
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.sampling_params import SamplingParams
 from perfloop.ledger.records import CorrectnessReport, ValidationReference
 from perfloop.ledger.store import atomic_write_model
 from perfloop.loop.launch import load_engine_config

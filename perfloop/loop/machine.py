@@ -38,11 +38,11 @@ from perfloop.loop import states as S
 from perfloop.loop import worktrees as wt
 from perfloop.loop.freeze import freeze_record
 from perfloop.loop.gap import decide_gap
+from perfloop.loop.gates import ReviewInput, review
 from perfloop.loop.launch import target_launch
-from perfloop.loop.measure import Backend, Side
+from perfloop.loop.measurement import Backend, Side
 from perfloop.loop.model_review import ModelReviewer, run_model_review
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
-from perfloop.loop.reviewer import ReviewInput, review
 from perfloop.loop.spec import GoalSpec
 from perfloop.loop.summary import render_summary
 

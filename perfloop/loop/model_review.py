@@ -22,9 +22,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from perfloop.ledger.records import GateResult, Record, ReviewRecord, Verdict
 from perfloop.ledger.store import atomic_write_model
+from perfloop.loop.gates import ReviewInput
 from perfloop.loop.patchers.anthropic import ApiSettings, api_key, redact, run_spend, usage_of
 from perfloop.loop.pricing import PRICES_AS_OF, TokenUsage, cost_usd, prices_for, worst_rates
-from perfloop.loop.reviewer import ReviewInput
 from perfloop.loop.templates import render
 
 REVIEW_FILE = "model_review.json"

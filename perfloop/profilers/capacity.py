@@ -6,7 +6,7 @@ import math
 
 from pydantic import BaseModel
 
-from perfloop.engine.model_config import ModelConfig
+from perfloop.engine.models.config import ModelConfig
 
 
 class Capacity(BaseModel):

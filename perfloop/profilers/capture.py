@@ -20,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile, schedule
 from perfloop.bench.workloads import WorkloadSpec, build_requests
 from perfloop.engine.config import EngineConfig
 from perfloop.engine.llm_engine import LLMEngine
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.sampling_params import SamplingParams
 
 TRACE_NAME = "trace.json.gz"
 Workload = WorkloadSpec | list[tuple[list[int], SamplingParams]]

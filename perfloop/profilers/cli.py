@@ -109,7 +109,7 @@ def pipeline(
     out: Path = typer.Option(None, "--out", help="Also write <table>.md/.json here."),
 ) -> None:
     """Forward passes, per-layer timeline, layer clusters and a layer's compute flow."""
-    from perfloop.engine.model_config import ModelConfig
+    from perfloop.engine.models.config import ModelConfig
     from perfloop.profilers.pipeline import PIPELINE_COLUMNS, pipeline_tables
     from perfloop.profilers.render import markdown, write_table
     from perfloop.profilers.tables import load_activities

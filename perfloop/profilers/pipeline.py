@@ -7,7 +7,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from perfloop.engine.model_config import ModelConfig
+from perfloop.engine.models.config import ModelConfig
 from perfloop.profilers.kernel_table import ms, pct
 from perfloop.profilers.links import Activity
 

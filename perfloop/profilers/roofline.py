@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from perfloop.engine.model_config import ModelConfig
+from perfloop.engine.models.config import ModelConfig
 from perfloop.profilers.gpus import GpuSpec
 
 ROOFLINE_COLUMNS = ("Stage", "Operator", "Family", "GFLOPs", "MB", "Intensity", "Floor (us)", "Bound")
@@ -27,7 +27,7 @@ class OpCost(BaseModel):
 def load_model_config(model: str) -> ModelConfig:
     """`preset:NAME` (shape only, nothing materialised), a model directory, or a config.json path."""
     if model.startswith("preset:"):
-        from perfloop.engine.presets import PRESETS
+        from perfloop.engine.models.presets import PRESETS
 
         name = model.split(":", 1)[1]
         if name not in PRESETS:

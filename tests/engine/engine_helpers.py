@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from perfloop.engine.llm import LLM
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.sampling_params import SamplingParams
 
 GREEDY_32 = SamplingParams(max_tokens=32, temperature=0.0, ignore_eos=True)
 

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from perfloop.cli import app
 from perfloop.engine.llm import LLM
-from perfloop.engine.presets import materialize
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.models.presets import materialize
+from perfloop.engine.sampling_params import SamplingParams
 
 runner = CliRunner()
 

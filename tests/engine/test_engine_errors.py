@@ -9,7 +9,7 @@ import pytest
 from perfloop.engine.config import EngineConfig
 from perfloop.engine.errors import EngineInputError
 from perfloop.engine.llm_engine import LLMEngine
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.sampling_params import SamplingParams
 
 CASES = [
     ("too-long", list(range(10)) * 30, SamplingParams(max_tokens=4), "prompt", "context limit"),
@@ -47,7 +47,7 @@ def test_bad_requests_fail_clearly_and_good_ones_still_complete() -> None:
 
 
 def test_unknown_architecture_is_named(tmp_path) -> None:
-    from perfloop.engine.model_config import ModelConfig
+    from perfloop.engine.models.config import ModelConfig
 
     with pytest.raises(ValueError, match="MambaForCausalLM"):
         ModelConfig.from_hf({"architectures": ["MambaForCausalLM"]})

@@ -8,7 +8,7 @@ import transformers
 from engine_helpers import GREEDY_32, greedy_tokens, random_prompts
 
 from perfloop.engine.llm import LLM
-from perfloop.engine.presets import resolve_model
+from perfloop.engine.models.presets import resolve_model
 from perfloop.engine.scheduler import ScheduledBatch
 from perfloop.engine.sequence import Sequence
 
@@ -51,8 +51,8 @@ def test_greedy_tokens_and_logits_match_hf(preset: str) -> None:
 
 def test_llama3_rope_scaling_is_active() -> None:
     """tiny-llama's llama3 scaling changes the low frequencies (so the parity test above covers it)."""
-    from perfloop.engine.layers import rope_inv_freq
-    from perfloop.engine.presets import PRESETS
+    from perfloop.engine.models.layers import rope_inv_freq
+    from perfloop.engine.models.presets import PRESETS
 
     cfg = PRESETS["tiny-llama"]
     head_dim = cfg["hidden_size"] // cfg["num_attention_heads"]

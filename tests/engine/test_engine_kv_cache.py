@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfloop.engine.kv_cache import BlockManager
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.block_manager import BlockManager
+from perfloop.engine.sampling_params import SamplingParams
 from perfloop.engine.sequence import Sequence
 
 ops = st.lists(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine_helpers import greedy_tokens, random_prompts
 
 from perfloop.engine.llm import LLM
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.sampling_params import SamplingParams
 
 
 def test_seeded_sampling_reproducible_and_batch_independent() -> None:

@@ -83,7 +83,7 @@ def triton_kernels() -> ModuleType:
     interpreted = type(triton.language.standard.cdiv).__name__ == "InterpretedFunction"
     if not torch.cuda.is_available() and not interpreted:
         pytest.skip("triton was imported before TRITON_INTERPRET=1 was set; run `pytest tests/gpu` alone")
-    from perfloop.engine.attention import triton_kernels
+    from perfloop.engine.kernels import paged_attention as triton_kernels
 
     return triton_kernels
 

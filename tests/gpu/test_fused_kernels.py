@@ -1,4 +1,4 @@
-"""The fused decoder kernels (perfloop.engine.fused) match the torch layers in perfloop.engine.layers.
+"""The fused decoder kernels (engine.kernels.fused) match the torch layers in engine.models.layers.
 
 Runs on CUDA when present, otherwise on Triton's CPU interpreter (small shapes). Tolerances: fp32
 within 1e-5 (rel and abs); bf16/fp16 equal or one ulp apart element-wise, except at most one element
@@ -20,8 +20,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perfloop.engine import layers
-from perfloop.engine.layers import RMSNorm, RotaryEmbedding
+from perfloop.engine.models import layers
+from perfloop.engine.models.layers import RMSNorm, RotaryEmbedding
 
 CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")
@@ -31,8 +31,8 @@ DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
 @pytest.fixture(scope="module")
 def fused(interpreted: Callable[[ModuleType], Iterator[ModuleType]]) -> Iterator[ModuleType]:
-    """perfloop.engine.fused, on CPU reloaded in interpreter mode."""
-    from perfloop.engine import fused as module
+    """perfloop.engine.kernels.fused, on CPU reloaded in interpreter mode."""
+    from perfloop.engine.kernels import fused as module
 
     yield from interpreted(module)
 

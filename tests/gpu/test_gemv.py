@@ -1,4 +1,4 @@
-"""The one-token GEMV kernels (perfloop.engine.gemv) against an fp32 reference, and the decoder's
+"""The one-token GEMV kernels (perfloop.engine.kernels.gemv) against an fp32 reference, and the decoder's
 one-token path against its batched path.
 
 The fused path keeps the normalised input and SiLU in fp32 where torch rounds them to bf16, so it is
@@ -16,10 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perfloop.engine import layers
 from perfloop.engine.llm import LLM
-from perfloop.engine.models import decoder
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.models import decoder, layers
+from perfloop.engine.sampling_params import SamplingParams
 from perfloop.engine.scheduler import ScheduledBatch
 from perfloop.engine.sequence import Sequence
 
@@ -29,7 +28,7 @@ DEVICE = torch.device("cuda" if CUDA else "cpu")
 
 @pytest.fixture(scope="module")
 def gemv(interpreted: Callable[[ModuleType], Iterator[ModuleType]]) -> Iterator[ModuleType]:
-    from perfloop.engine import gemv as module
+    from perfloop.engine.kernels import gemv as module
 
     yield from interpreted(module)
 

@@ -245,7 +245,7 @@ def test_decode_cuda_graph_replay(triton_kernels, make_step, bucket) -> None:
 
 
 def test_kernel_bench_counts_each_kv_row_once() -> None:
-    from perfloop.engine.attention.kernel_bench import DecodeShape, decode_bytes
+    from benchmarks.kernel_bench import DecodeShape, decode_bytes
 
     kv = 2 * 256 * 1024 * 8 * 128 * 2  # K and V of the issue's shape, bf16: 1 GiB
     q_out = 2 * 256 * 16 * 128 * 2
@@ -256,7 +256,7 @@ def test_kernel_bench_counts_each_kv_row_once() -> None:
 @pytest.mark.gpu
 @needs_cuda
 def test_kernel_bench_reports_bandwidth_share(triton_kernels, tmp_path) -> None:
-    from perfloop.engine.attention.kernel_bench import DecodeShape, KernelBenchResult, run_kernel_bench
+    from benchmarks.kernel_bench import DecodeShape, KernelBenchResult, run_kernel_bench
 
     result = run_kernel_bench(DecodeShape(batch=64, context=512), block_sizes=[16, 128], sweep=False)
     assert len(result.runs) == 2 and result.copy_bandwidth_gbs > 100
@@ -277,7 +277,7 @@ def test_engine_greedy_tokens_equal_torch_backend(triton_kernels, device) -> Non
     chunked prefill and preemption (and decode CUDA graphs on a GPU)."""
     from perfloop.engine.attention.triton_backend import TritonAttention
     from perfloop.engine.llm import LLM
-    from perfloop.engine.sampling import SamplingParams
+    from perfloop.engine.sampling_params import SamplingParams
 
     gen = torch.Generator().manual_seed(0)
     shared = torch.randint(0, 500, (40,), generator=gen).tolist()

@@ -13,7 +13,7 @@ import yaml
 
 from perfloop.ledger.records import BenchRecord, MetricComparison, ProfileRecord
 from perfloop.loop import worktrees as wt
-from perfloop.loop.measure import Side
+from perfloop.loop.measurement import Side
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
 from perfloop.loop.spec import GoalSpec, parse_spec
 

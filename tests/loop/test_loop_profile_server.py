@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import make_spec
 
-from perfloop.loop.backend import run_profile_job
+from perfloop.loop.process_backend import run_profile_job
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from perfloop.bench.metrics import RequestRecord
 from perfloop.cli import app
-from perfloop.engine.presets import PRESETS
+from perfloop.engine.models.presets import PRESETS
 from perfloop.profilers.capture import capture_url
 from perfloop.profilers.pipeline import LAYER_COLUMNS, PASS_COLUMNS, pipeline_tables
 from perfloop.profilers.tables import load_activities

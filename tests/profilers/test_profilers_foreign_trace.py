@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from perfloop.engine.presets import resolve_model
+from perfloop.engine.models.presets import resolve_model
 from perfloop.profilers.tables import analyze, load_activities
 
 pytestmark = pytest.mark.slow  # loads HF transformers and runs generate (~7 s)

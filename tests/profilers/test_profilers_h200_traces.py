@@ -1,5 +1,5 @@
 """Real H200 traces of the bundled engine (qwen3-0.6b shape, bf16), captured by
-`python -m perfloop.bench.gpu_suite --parts fixtures`: eager, and CUDA graphs with their mapping trace."""
+`python -m benchmarks.gpu_suite --parts fixtures`: eager, and CUDA graphs with their mapping trace."""
 
 from __future__ import annotations
 

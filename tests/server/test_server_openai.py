@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from perfloop.engine.llm import LLM
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.sampling_params import SamplingParams
 
 pytestmark = pytest.mark.slow
 

@@ -56,7 +56,7 @@ class EngineBackend:
     ) -> None:
         """Drive the engine until every request finished."""
         from perfloop.engine.errors import EngineInputError
-        from perfloop.engine.sampling import SamplingParams
+        from perfloop.engine.sampling_params import SamplingParams
 
         pending = deque(zip(requests, arrivals, strict=True))
         live: dict[str, _Live] = {}

@@ -38,7 +38,7 @@ class HFBackend:
     def __init__(self, model: str, mode: HFMode = "generate_batch", ignore_eos: bool = True) -> None:
         from transformers import AutoModelForCausalLM
 
-        from perfloop.engine.presets import resolve_model
+        from perfloop.engine.models.presets import resolve_model
 
         if mode not in ("generate_batch", "generate"):
             raise ValueError(f"hf_mode: expected generate_batch or generate, got {mode!r}")

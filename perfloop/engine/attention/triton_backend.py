@@ -5,7 +5,7 @@ chunked prefill and prefix-cache hits take the varlen prefill kernel, which read
 and the new tokens from the paged cache. In a mixed step, a leading or trailing run of one-token
 sequences goes to the decode kernel (split-KV, no wasted query rows) and the rest to the prefill
 kernel, both on views of the same tensors; decodes scattered between prefills all take the prefill
-kernel (correct, slower). See `triton_kernels` for what the runner must hold fixed when it replays a
+kernel (correct, slower). See `kernels.paged_attention` for what the runner must hold fixed when it replays a
 captured decode graph.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from perfloop.engine.attention import triton_kernels as tk
 from perfloop.engine.attention.metadata import AttentionMetadata
+from perfloop.engine.kernels import paged_attention as tk
 
 
 class TritonAttention:

@@ -17,8 +17,8 @@ from torch.profiler import record_function
 
 from perfloop.engine.attention import AttentionBackend
 from perfloop.engine.attention.metadata import AttentionMetadata
-from perfloop.engine.layers import GatedMLP, RMSNorm, RotaryEmbedding, fused_ops, gemv_ops
-from perfloop.engine.model_config import ModelConfig
+from perfloop.engine.models.config import ModelConfig
+from perfloop.engine.models.layers import GatedMLP, RMSNorm, RotaryEmbedding, fused_ops, gemv_ops
 
 
 class Attention(nn.Module):

@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 from perfloop.engine.async_engine import AsyncEngine, Delta, EngineDeadError, QueueFullError
 from perfloop.engine.detokenizer import IncrementalDetokenizer
 from perfloop.engine.errors import EngineInputError
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.sampling_params import SamplingParams
 from perfloop.engine.server import metrics
 from perfloop.engine.server.errors import OpenAIError, error_response, install_error_handlers
 from perfloop.engine.server.protocol import (

@@ -25,10 +25,10 @@ from pydantic import Field
 from perfloop.ledger.records import Record
 from perfloop.ledger.store import atomic_write_model, atomic_write_text
 from perfloop.loop import worktrees as wt
+from perfloop.loop.gates import GATES, available_rows
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
 from perfloop.loop.patchers.tools import TOOL_SPECS, Sandbox, ToolError
 from perfloop.loop.pricing import PRICES_AS_OF, TokenUsage, calls_usd, prices_for, worst_rates
-from perfloop.loop.reviewer import GATES, available_rows
 from perfloop.loop.secrets import PATTERNS
 from perfloop.loop.templates import render
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from perfloop.ledger.store import atomic_write_text
 from perfloop.loop import worktrees as wt
+from perfloop.loop.gates import GATES, available_rows
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
-from perfloop.loop.reviewer import GATES, available_rows
 from perfloop.loop.templates import render
 
 

@@ -1,6 +1,6 @@
 """One GPU call: engine correctness on CUDA, then the standard-workload and batch-1 benchmarks.
 
-    python -m perfloop.bench.gpu_suite --out DIR [--parts correctness,standard,hf,llama8b,profile]
+    python -m benchmarks.gpu_suite --out DIR [--parts correctness,standard,hf,llama8b,profile]
 
 Other parts: gemv (tile sweep; later parts use its tiles), llama8b-unfused, llama8b-nopdl, steps,
 profile8b, fixtures.
@@ -27,7 +27,7 @@ from rich.table import Table
 from perfloop.bench.runner import BenchSpec, run_benchmark
 from perfloop.bench.workloads import WorkloadSpec, build_requests
 from perfloop.engine.llm import LLM
-from perfloop.engine.sampling import SamplingParams
+from perfloop.engine.sampling_params import SamplingParams
 
 app = typer.Typer(add_completion=False)
 STANDARD_FLAGS = "--max-num-seqs 256 --max-num-batched-tokens 16384 --block-size 256"
@@ -102,7 +102,7 @@ def _one_token_path() -> dict[str, Any]:
 def _hf_matches(prompts: list[list[int]], ref: list[list[int]], max_tokens: list[int]) -> bool:
     import transformers
 
-    from perfloop.engine.presets import resolve_model
+    from perfloop.engine.models.presets import resolve_model
 
     hf = transformers.AutoModelForCausalLM.from_pretrained(
         resolve_model("preset:tiny-qwen3"), dtype=torch.float32
@@ -184,7 +184,7 @@ def hf_slice(n: int) -> dict[str, Any]:
 
 def gemv_sweep(out: Path) -> dict[str, Any]:
     """Tile sweep of the one-token GEMVs; later parts of this run use the best tiles found."""
-    from perfloop.engine import gemv_bench
+    from benchmarks import gemv_bench
 
     results = gemv_bench.sweep()
     (out / "gemv_sweep.json").write_text(json.dumps(results, indent=2))

@@ -1,6 +1,6 @@
 """The real measurement backend: the benchmark's interleaved A/B and the profiler, each in a fresh process.
 
-`python -m perfloop.loop.backend ab|profile JOB.json OUT.json` is the child side: it runs one
+`python -m perfloop.loop.process_backend ab|profile JOB.json OUT.json` is the child side: it runs one
 job and writes its record. The parent side (`ProcessBackend`) starts that child with the
 candidate's worktree as its working directory, so the code measured is the code committed
 and no state carries over between measurements.
@@ -23,7 +23,7 @@ from perfloop.bench.fingerprint import collect_environment
 from perfloop.bench.result import BenchResult
 from perfloop.bench.workloads import WorkloadSpec
 from perfloop.ledger.records import BenchRecord, MetricComparison, ProfileRecord
-from perfloop.loop.measure import Side
+from perfloop.loop.measurement import Side
 from perfloop.loop.spec import GoalSpec
 
 PROFILE_STATS_STAGE = "engine"
@@ -50,7 +50,7 @@ class ProcessBackend:
         job_path, out_path = out_dir / "job.json", out_dir / "record.json"
         job_path.write_text(json.dumps(job, indent=2))
         out_path.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "perfloop.loop.backend", kind, str(job_path), str(out_path)]
+        cmd = [sys.executable, "-m", "perfloop.loop.process_backend", kind, str(job_path), str(out_path)]
         lines: list[str] = []
         start = time.monotonic()
         label = job.get("label", kind)
@@ -191,7 +191,7 @@ def run_profile_job(job: dict[str, Any]) -> ProfileRecord:
     """Child side of `profile`: capture, analyse, and add the engine's own counters as a table."""
     from perfloop.bench.targets import parse_engine_flags
     from perfloop.engine.llm_engine import LLMEngine
-    from perfloop.engine.sampling import SamplingParams
+    from perfloop.engine.sampling_params import SamplingParams
     from perfloop.profilers.capture import ProfileSchedule, capture_engine
     from perfloop.profilers.tables import analyze
 

@@ -23,7 +23,7 @@ def fused_ops(x: torch.Tensor) -> ModuleType | None:
 
 @functools.cache
 def _fused_module(index: int | None) -> ModuleType | None:
-    from perfloop.engine import fused
+    from perfloop.engine.kernels import fused
 
     return fused if fused.available(torch.device("cuda", index)) else None
 
@@ -35,7 +35,7 @@ def gemv_ops(x: torch.Tensor) -> ModuleType | None:
         return None
     if os.environ.get("PERFLOOP_GEMV", "1") == "0" or fused_ops(x) is None:
         return None
-    from perfloop.engine import gemv
+    from perfloop.engine.kernels import gemv
 
     return gemv
 

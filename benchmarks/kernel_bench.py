@@ -4,7 +4,7 @@ Default shape is the issue's: batch 256, 1,024-token contexts, qwen3-0.6b heads 
 128), bf16, scattered pages. The copy bandwidth is a device-to-device `Tensor.copy_` of a large
 buffer (read + write bytes over CUDA-event time). Run:
 
-    python -m perfloop.engine.attention.kernel_bench --out kernel_bench.json [--sweep]
+    python -m benchmarks.kernel_bench --out kernel_bench.json [--sweep]
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def bench_decode(
     num_splits: int,
 ) -> DecodeRun:
     """Time one decode configuration and express it against the copy bandwidth."""
-    from perfloop.engine.attention import triton_kernels as tk
+    from perfloop.engine.kernels import paged_attention as tk
 
     scale = shape.head_dim**-0.5
     out = torch.empty_like(inputs["q"])
@@ -182,7 +182,7 @@ def run_kernel_bench(shape: DecodeShape, block_sizes: list[int], sweep: bool) ->
     """Measure the copy roofline, then the decode kernel for each block size (and tile configs if `sweep`)."""
     import triton
 
-    from perfloop.engine.attention import triton_kernels as tk
+    from perfloop.engine.kernels import paged_attention as tk
 
     if not torch.cuda.is_available():
         raise RuntimeError("the kernel benchmark needs a CUDA device")

@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from perfloop.engine.gemv import gdc_launch_dependents, pdl_supported
+from perfloop.engine.kernels.gemv import gdc_launch_dependents, pdl_supported
 
 LOG2E = 1.4426950408889634
 

@@ -1,6 +1,6 @@
 """Tile sweep of the one-token GEMV kernels on the Llama-3.1-8B projection shapes, against cuBLAS.
 
-    python -m perfloop.engine.gemv_bench --out DIR
+    python -m benchmarks.gemv_bench --out DIR
 
 Each timing replays a CUDA graph of back-to-back launches (as in the decode graph), cycling through
 enough weight copies that every launch reads its weight from HBM, not from the 50 MB L2. The plain
@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from perfloop.engine import fused, gemv
+from perfloop.engine.kernels import fused, gemv
 
 # name: (N, K, fused form) for Llama-3.1-8B; the fused form is how decoder.forward_token calls it.
 SHAPES = {

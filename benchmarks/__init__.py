@@ -1,0 +1,1 @@
+"""GPU suite and kernel microbenchmarks: scripts run from the repository root, outside the package."""
