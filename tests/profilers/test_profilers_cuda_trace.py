@@ -13,9 +13,10 @@ GEMM = "nvjet_tst_128x64_64x8_1x1_v_bz_TNT"
 
 
 def test_kernels_link_to_launch_op_and_python_frame() -> None:
+    # The fixture trace was recorded before the engine regroup, so its frames carry the old paths.
     _, acts = load_activities(CUDA_TRACE, mapping_path=None)
     gemm = next(a for a in acts if a.name == GEMM and a.graph is None)
-    assert gemm.site == "perfloop/engine/layers.py:85 forward"  # engine frame beats torch's _call_impl (trace recorded before the engine regroup)
+    assert gemm.site == "perfloop/engine/layers.py:85 forward"  # engine frame beats torch's _call_impl
     assert gemm.cpu_op == "aten::linear > aten::mm"  # outer op > op named by External id
     assert gemm.input_dims == "[[8,4096],[4096,28672]]"
     assert (gemm.stage, gemm.layer, gemm.scope) == ("prefill", 0, "mlp")
