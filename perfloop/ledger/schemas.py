@@ -6,13 +6,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from perfloop.ledger.kernel_records import KERNEL_RECORD_MODELS
 from perfloop.ledger.records import RECORD_MODELS
 from perfloop.ledger.store import atomic_write_text
 
 
 def schema_documents() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema, one per record model."""
-    return {f"{model.__name__}.schema.json": model.model_json_schema() for model in RECORD_MODELS}
+    return {
+        f"{model.__name__}.schema.json": model.model_json_schema()
+        for model in [*RECORD_MODELS, *KERNEL_RECORD_MODELS]
+    }
 
 
 def render(schema: dict[str, Any]) -> str:
