@@ -24,8 +24,14 @@ TIMING_CODE = re.compile(
 
 
 def frozen_hashes(task: Task) -> dict[str, str]:
-    """SHA-256 of every file of the task's contract."""
-    return {name: sha256_file(task.root / name) for name in FROZEN_FILES}
+    """SHA-256 of every file of the task's contract, and of the baseline's source file when the task
+    lives in the repository that holds it (a baseline that calls into that file is pinned with it)."""
+    hashes = {name: sha256_file(task.root / name) for name in FROZEN_FILES}
+    repo = next((p for p in task.root.parents if (p / ".git").exists()), None)
+    source = repo / task.spec.baseline.source if repo else None
+    if source is not None and source.is_file():
+        hashes[f"source:{task.spec.baseline.source}"] = sha256_file(source)
+    return hashes
 
 
 def _scan(pattern: re.Pattern[str], text: str, what: str) -> list[str]:
