@@ -10,7 +10,7 @@ save() { tar czf "$OUT/kernel.tgz" -C "$D" task extracted.json 2>/dev/null; cp "
 {
   python3 -m pytest -q tests/gpu/test_gemv.py -k "split or fused_gemv" 2>&1 | tail -3
   python3 -m benchmarks.gpu_suite --out /tmp/s --parts profile8b > /tmp/suite.log 2>&1; tail -3 /tmp/suite.log
-  TRACE=$(find /tmp/s/profile8b -maxdepth 1 -name '*.json*' | head -1); echo "trace: $TRACE"
+  TRACE=/tmp/s/profile8b/trace.json.gz; ls -la $TRACE
   $PL kernel extract "$TRACE" --stage decode --kernel gemv --out $D/extracted.json
   python3 $T/make_rows.py $D/extracted.json > $T/rows.json && cat $T/rows.json
   save
