@@ -150,3 +150,7 @@ def status(task: Path = typer.Argument(..., help="Task folder.")) -> None:
     table = ledger.root / "dispatch.md"
     if table.exists():
         console.print(table.read_text())
+
+
+if __name__ == "__main__":
+    app()
