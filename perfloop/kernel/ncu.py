@@ -17,7 +17,7 @@ from perfloop.ledger.kernel_records import Bound, NcuDigest
 
 METRICS = {
     "duration_us": ("gpu__time_duration.sum", 1e-3),  # ns -> us
-    "dram_throughput_pct": ("dram__throughput.avg.pct_of_peak_sustained_elapsed", 1.0),
+    "dram_throughput_pct": ("gpu__dram_throughput.avg.pct_of_peak_sustained_elapsed", 1.0),
     "l2_throughput_pct": ("lts__throughput.avg.pct_of_peak_sustained_elapsed", 1.0),
     "sm_busy_pct": ("sm__throughput.avg.pct_of_peak_sustained_elapsed", 1.0),
     "tensor_pipe_pct": ("sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active", 1.0),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-HARNESS = '''
+HARNESS = """
 import torch
 
 OUTPUTS = ["out"]
@@ -26,15 +26,15 @@ def make_inputs(params, device, seed):
 def roofline(params):
     n, k = params["n"], params["k"]
     return 2.0 * n * k, 4.0 * (n * k + k + n)
-'''
+"""
 
-BASELINE = '''
+BASELINE = """
 import torch
 
 
 def kernel(x, w, out):
     torch.matmul(x, w.t(), out=out)
-'''
+"""
 
 ROWS = [
     {"id": "qkv", "params": {"n": 96, "k": 64}, "bucket": "decode/gemv/grid=12x1x1/dims=-"},
@@ -45,7 +45,11 @@ GRID = [{"n": n, "k": k} for n in (1, 7, 33) for k in (5, 64, 130)]
 
 def candidate(body: str) -> str:
     """A candidate file with this kernel body (x, w, out in scope)."""
-    return "import torch\n\n\ndef kernel(x, w, out):\n" + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
+    return (
+        "import torch\n\n\ndef kernel(x, w, out):\n"
+        + textwrap.indent(textwrap.dedent(body).strip(), "    ")
+        + "\n"
+    )
 
 
 @pytest.fixture

@@ -33,7 +33,9 @@ def test_kernel_filter_and_min_share() -> None:
 
 def test_cli_writes_rows(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
-    result = CliRunner().invoke(app, ["kernel", "extract", str(EAGER), "--stage", "decode", "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["kernel", "extract", str(EAGER), "--stage", "decode", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     rows = [ProductionRow.model_validate(r) for r in json.loads(out.read_text())]
     assert rows[0].bucket in result.output

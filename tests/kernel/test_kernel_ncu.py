@@ -13,7 +13,7 @@ from perfloop.kernel.ncu import digest, parse_raw_csv
 
 RAW = (
     "==PROF== Connected to process 1\n"
-    '"ID","Kernel Name","gpu__time_duration.sum","dram__throughput.avg.pct_of_peak_sustained_elapsed",'
+    '"ID","Kernel Name","gpu__time_duration.sum","gpu__dram_throughput.avg.pct_of_peak_sustained_elapsed",'
     '"sm__throughput.avg.pct_of_peak_sustained_elapsed","launch__registers_per_thread",'
     '"sm__warps_active.avg.pct_of_peak_sustained_active",'
     '"smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio",'

@@ -66,7 +66,9 @@ def test_behaviour_preserving_candidate_is_timed_and_recorded(task_dir: Path, wr
         ("raises", "raise RuntimeError('unsupported')", "runs:"),
     ],
 )
-def test_numerical_hacks_fail_correctness_by_name(task_dir: Path, write_candidate, name, body, caught) -> None:
+def test_numerical_hacks_fail_correctness_by_name(
+    task_dir: Path, write_candidate, name, body, caught
+) -> None:
     code, out = kernel_run(task_dir, write_candidate(name, body))
     rec = last_lineage(task_dir)
     assert rec.status == "REJECT"
@@ -78,7 +80,11 @@ def test_numerical_hacks_fail_correctness_by_name(task_dir: Path, write_candidat
     ("name", "body", "gate"),
     [
         ("fast_math", "torch.backends.cuda.matmul.allow_tf32 = True\nout.copy_(x @ w.t())", "build_flags"),
-        ("env_flag", "import os\nos.environ['TRITON_F32_DEFAULT'] = 'tf32'\nout.copy_(x @ w.t())", "build_flags"),
+        (
+            "env_flag",
+            "import os\nos.environ['TRITON_F32_DEFAULT'] = 'tf32'\nout.copy_(x @ w.t())",
+            "build_flags",
+        ),
         ("clock", "import time\nout.copy_(x @ w.t())", "timing_code"),
         ("reads_rows", "open('rows.json')\nout.copy_(x @ w.t())", "timing_code"),
         ("secret", "key = 'sk-ant-" + "a" * 30 + "'\nout.copy_(x @ w.t())", "secrets"),
@@ -98,7 +104,9 @@ def test_changing_rows_after_timing_voids_the_task(task_dir: Path, write_candida
     (task_dir / "rows.json").write_text(json.dumps(rows[:1]))  # drop the row the candidate lost on
     code, _ = kernel_run(task_dir, write_candidate("other", "out.copy_(torch.mv(w, x[0])[None])"))
     assert code == 1
-    assert any(why.startswith("frozen_task: rows.json changed") for why in last_lineage(task_dir).gates_failed)
+    assert any(
+        why.startswith("frozen_task: rows.json changed") for why in last_lineage(task_dir).gates_failed
+    )
     code, out = kernel_run(task_dir, write_candidate("third", "out.copy_(torch.mv(w, x[0]).unsqueeze(0))"))
     assert code == 2 and "is void" in out
 
