@@ -98,8 +98,9 @@ def classify(v: dict[str, float | None]) -> tuple[Bound, str]:
         return "memory", f"DRAM at {dram:.0f} % of peak: only fewer bytes (fusion, smaller dtype) move it"
     if sm >= 60 or tensor >= 60:
         return "compute", f"SM {sm:.0f} %, tensor pipe {tensor:.0f} %: fewer or cheaper instructions move it"
-    occ = v["achieved_occupancy_pct"] or 0.0
-    return (
-        "latency",
-        f"DRAM {dram:.0f} %, SM {sm:.0f} %, occupancy {occ:.0f} %: more parallelism or fewer launches",
+    occ, theo = v["achieved_occupancy_pct"] or 0.0, v["theoretical_occupancy_pct"] or 0.0
+    regs = v["registers_per_thread"] or 0.0
+    return "latency", (
+        f"DRAM {dram:.0f} %, SM {sm:.0f} %, occupancy {occ:.0f} % (at most {theo:.0f} % at {regs:.0f} "
+        "registers/thread): more bytes in flight or fewer launches move it"
     )

@@ -249,5 +249,7 @@ def _csv(value: object) -> str:
 
 
 def command_line() -> str:
-    """The command as typed, for the ledger."""
-    return shlex.join(["perfloop", *sys.argv[1:]])
+    """The command as typed, for the ledger (`perfloop kernel ...` or the module run directly)."""
+    as_module = [sys.executable, "-m", "perfloop.kernel.cli"]
+    head = ["perfloop"] if Path(sys.argv[0]).name == "perfloop" else as_module
+    return shlex.join([*head, *sys.argv[1:]])

@@ -154,36 +154,3 @@ def test_decoder_one_token_path_matches_batched_path(gemv, monkeypatch, preset) 
     scale = unfused.abs().max().item()
     assert (fused - unfused).abs().max().item() <= 0.05 * scale
     assert fused.argmax(-1).item() == unfused.argmax(-1).item()
-
-
-@pytest.mark.parametrize("split", [2, 4])
-@pytest.mark.parametrize("variant", ["plain", "norm", "silu+residual", "residual"])
-def test_split_k_matches_the_reference_and_resets_its_workspace(
-    gemv: ModuleType, variant: str, split: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    n, k = 32, 2048
-    monkeypatch.setenv("PERFLOOP_GEMV_SPLITK", "1")
-    monkeypatch.setitem(gemv.SPLITK, (n, k), split)
-    cfg = gemv.Config(8, 256, 4, 2)
-    assert gemv.split_k(n, k, cfg, None) == split
-    opts = VARIANTS[variant]
-    w = rand(n, k, dtype=torch.bfloat16, seed=1, scale=k**-0.5)
-    g = rand(k, dtype=torch.bfloat16, seed=2)
-    for seed in (3, 4):  # a second call sees the workspace and counters the first one left zeroed
-        x = rand(1, 2 * k if opts.get("silu") else k, dtype=torch.bfloat16, seed=seed)
-        res = rand(1, n, dtype=torch.bfloat16, seed=seed + 10) if opts.get("residual") else None
-        norm = (g, 1e-5) if opts.get("norm") else None
-        out = gemv.linear(x, w, norm=norm, silu=bool(opts.get("silu")), residual=res, cfg=cfg)
-        assert_close_to(out, reference(x, w, None, norm, bool(opts.get("silu")), res))
-    ws, cnt = gemv._workspace(out.device, n, cfg.block_n)
-    assert not ws.any() and not cnt.any()
-
-
-def test_split_k_is_off_unless_asked_and_needs_even_tiles(gemv: ModuleType, monkeypatch) -> None:
-    cfg = gemv.Config(16, 1024, 8, 4)
-    monkeypatch.delenv("PERFLOOP_GEMV_SPLITK", raising=False)
-    assert gemv.split_k(4096, 4096, cfg, None) == 1
-    monkeypatch.setenv("PERFLOOP_GEMV_SPLITK", "1")
-    assert gemv.split_k(4096, 4096, cfg, None) == 2
-    assert gemv.split_k(4096, 4096, cfg, torch.zeros(1)) == 1  # bias: the unsplit kernel
-    assert gemv.split_k(4096, 3072, cfg, None) == 1  # unlisted shape

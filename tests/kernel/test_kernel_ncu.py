@@ -33,7 +33,7 @@ def test_memory_bound_digest() -> None:
 
 def test_latency_bound_digest() -> None:
     d = digest(parse_raw_csv(RAW.format(dram="31.0")), "candidate", "o_proj")
-    assert d.bound == "latency" and "occupancy 61 %" in d.reading
+    assert d.bound == "latency" and "occupancy 61 % (at most" in d.reading
 
 
 @pytest.mark.skipif(shutil.which("ncu") is not None, reason="ncu present: the real run is a GPU test")

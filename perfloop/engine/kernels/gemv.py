@@ -139,62 +139,6 @@ if triton is not None:
             y += tl.load(res_ptr + rows, mask=nmask, other=0.0).to(tl.float32)
         tl.store(out_ptr + rows, y.to(out_ptr.dtype.element_ty), mask=nmask)
 
-    @triton.jit
-    def _gemv_splitk_kernel(
-        x_ptr,
-        w_ptr,
-        out_ptr,
-        g_ptr,
-        res_ptr,
-        ws_ptr,
-        cnt_ptr,
-        K,
-        w_stride,
-        eps,
-        NORM: tl.constexpr,
-        SILU: tl.constexpr,
-        RES: tl.constexpr,
-        PDL: tl.constexpr,
-        SPLIT: tl.constexpr,
-        BLOCK_N: tl.constexpr,
-        BLOCK_K: tl.constexpr,
-    ):
-        """Program (n, s) reduces K slice s of BLOCK_N rows into an fp32 workspace; the last slice to
-        arrive (a per-row-block counter) takes the sum, resets workspace and counter, and stores."""
-        pid_n = tl.program_id(0)
-        k_start = tl.program_id(1) * (K // SPLIT)
-        rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        cols = tl.arange(0, BLOCK_K)
-        w_ptrs = w_ptr + rows.to(tl.int64)[:, None] * w_stride + (k_start + cols)[None, :]
-        w = tl.load(w_ptrs)
-        if PDL:
-            gdc_launch_dependents()
-            gdc_wait()
-        acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-        sumsq = tl.zeros([BLOCK_K], dtype=tl.float32)
-        acc, sumsq = _accumulate(acc, sumsq, w, x_ptr, g_ptr, k_start + cols, K, NORM, SILU, True)
-        for k0 in range(BLOCK_K, K // SPLIT, BLOCK_K):
-            w = tl.load(w_ptrs + k0)
-            acc, sumsq = _accumulate(acc, sumsq, w, x_ptr, g_ptr, k_start + k0 + cols, K, NORM, SILU, True)
-        y = tl.sum(acc, axis=1)
-        if NORM:  # 1/rms needs all of x, not this slice: x is one token, read again from L2
-            sumsq = tl.zeros([BLOCK_K], dtype=tl.float32)
-            for k0 in range(0, K, BLOCK_K):
-                xk = _load_vec(x_ptr, k0 + cols, K, True)
-                if SILU:
-                    xk = xk / (1.0 + tl.exp(-xk)) * _load_vec(x_ptr + K, k0 + cols, K, True)
-                sumsq += xk * xk
-            y = y * tl.math.rsqrt(tl.sum(sumsq, axis=0) / K + eps)
-        tl.atomic_add(ws_ptr + rows, y, sem="relaxed")
-        tl.debug_barrier()  # every thread's partial sums are issued before the release below
-        if tl.atomic_add(cnt_ptr + pid_n, 1, sem="acq_rel") == SPLIT - 1:
-            y = tl.load(ws_ptr + rows, volatile=True)  # from L2, where the atomics landed
-            tl.store(ws_ptr + rows, tl.zeros([BLOCK_N], dtype=tl.float32))
-            if RES:
-                y += tl.load(res_ptr + rows).to(tl.float32)
-            tl.store(out_ptr + rows, y.to(out_ptr.dtype.element_ty))
-            tl.atomic_xchg(cnt_ptr + pid_n, 0)
-
 
 # Tiles measured best per weight shape (N, K) on an H200 with PDL, for the Llama-3.1-8B projections and
 # LM head (`gemv_bench` sweep: artifacts/runs/2026-11-22-h200-standard/gemv_sweep_tuning.json).
@@ -206,28 +150,6 @@ TUNED: dict[tuple[int, int], Config] = {
     (4096, 14336): Config(8, 1024, 4, 1),
     (128256, 4096): Config(16, 256, 4, 4),
 }
-
-
-# K split in two for the projections whose row blocks alone leave the GPU's memory pipes short of work
-# (kernel task artifacts/runs/2026-12-02-h200-kernel-gemv); only with PERFLOOP_GEMV_SPLITK=1 until the
-# arbiter confirms it end to end.
-SPLITK: dict[tuple[int, int], int] = {(6144, 4096): 2, (4096, 4096): 2, (4096, 14336): 2}
-
-
-def split_k(n: int, k: int, cfg: Config, bias: torch.Tensor | None, requested: int | None = None) -> int:
-    """How many K slices to reduce in parallel: `requested`, else the SPLITK entry when switched on; 1
-    where the tiles do not divide the shape evenly or there is a bias."""
-    split = requested or (SPLITK.get((n, k), 1) if os.environ.get("PERFLOOP_GEMV_SPLITK", "0") == "1" else 1)
-    fits = n % cfg.block_n == 0 and k % (split * cfg.block_k) == 0 and bias is None
-    return split if fits else 1
-
-
-@functools.cache
-def _workspace(device: torch.device, n: int, block_n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp32 partial sums and per-row-block arrival counters; the last slice leaves both zeroed."""
-    return torch.zeros(n, dtype=torch.float32, device=device), torch.zeros(
-        n // block_n, dtype=torch.int32, device=device
-    )
 
 
 def config(n: int, k: int) -> Config:
@@ -250,14 +172,13 @@ def linear(
     silu: bool = False,
     residual: torch.Tensor | None = None,
     cfg: Config | None = None,
-    split: int | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`F.linear` of one token x [1, K] (x [1, 2K] = gate|up with `silu`), returning [1, N] in x's dtype.
 
     `norm=(g, eps)` first applies RMSNorm with weight g to x; `silu` feeds silu(gate) * up;
-    `residual` [1, N] is added to the output (with the bias, if any). `split` overrides `split_k`;
-    `out` [1, N] receives the result instead of a new tensor.
+    `residual` [1, N] is added to the output (with the bias, if any); `out` [1, N], if given, receives
+    the result (the kernel task's harness preallocates it).
     """
     n, k = weight.shape
     if x.shape != (1, 2 * k if silu else k):
@@ -269,16 +190,6 @@ def linear(
     even = n % cfg.block_n == 0 and k % cfg.block_k == 0
     pdl = pdl_supported(x.device)
     x = x.contiguous()
-    split = split_k(n, k, cfg, bias, split)
-    if split > 1:
-        ws, cnt = _workspace(x.device, n, cfg.block_n)
-        _gemv_splitk_kernel[(n // cfg.block_n, split)](
-            x, weight, out, norm[0] if norm else x, residual if residual is not None else x, ws, cnt, k,
-            weight.stride(0), norm[1] if norm else 0.0, NORM=norm is not None, SILU=silu,
-            RES=residual is not None, PDL=pdl, SPLIT=split, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages, **({"launch_pdl": True} if pdl else {}),
-        )  # fmt: skip
-        return out
     _gemv_kernel[(triton.cdiv(n, cfg.block_n),)](
         x, weight, out, norm[0] if norm else x, bias if bias is not None else x,
         residual if residual is not None else x, n, k, weight.stride(0), norm[1] if norm else 0.0,
