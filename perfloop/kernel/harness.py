@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -108,11 +109,22 @@ def compare(
     return checks
 
 
-def check_point(
-    base_fn: Callable[..., None], cand_fn: Callable[..., None], harness: Harness, params: dict[str, Any],
-    row: str, task: Task, device: torch.device, seed: int,
-) -> list[CheckResult]:  # fmt: skip
+@dataclass(frozen=True)
+class Sides:
+    """The two kernels under judgement and what they run on."""
+
+    base_fn: Callable[..., None]
+    cand_fn: Callable[..., None]
+    harness: Harness
+    task: Task
+    device: torch.device
+
+
+def check_point(sides: Sides, params: dict[str, Any], row: str, seed: int) -> list[CheckResult]:
     """Baseline vs candidate on one parameter set, outputs poisoned before every call."""
+    base_fn, cand_fn, harness, task, device = (
+        sides.base_fn, sides.cand_fn, sides.harness, sides.task, sides.device
+    )  # fmt: skip
     inputs = harness.inputs(params, device, seed)
     try:
         base = call(base_fn, inputs, harness.outputs, float("nan"))
@@ -122,15 +134,15 @@ def check_point(
         return [CheckResult(check="runs", row=row, passed=False, detail=f"{type(exc).__name__}: {exc}")]
     checks = compare(base, nan_run, sentinel_run, task.spec.tolerance.atol, task.spec.tolerance.rtol, row)
     if device.type == "cuda":
-        checks += graph_checks(base_fn, cand_fn, harness, params, row, task, device, seed)
+        checks += graph_checks(sides, params, row, seed)
     return checks
 
 
-def graph_checks(
-    base_fn: Callable[..., None], cand_fn: Callable[..., None], harness: Harness, params: dict[str, Any],
-    row: str, task: Task, device: torch.device, seed: int,
-) -> list[CheckResult]:  # fmt: skip
+def graph_checks(sides: Sides, params: dict[str, Any], row: str, seed: int) -> list[CheckResult]:
     """Under a CUDA graph the candidate must rewrite zeroed outputs on replay and follow new inputs."""
+    base_fn, cand_fn, harness, task, device = (
+        sides.base_fn, sides.cand_fn, sides.harness, sides.task, sides.device
+    )  # fmt: skip
     inputs = harness.inputs(params, device, seed)
     stream = torch.cuda.Stream(device)
     stream.wait_stream(torch.cuda.current_stream(device))
@@ -161,10 +173,10 @@ def check_correctness(
     task: Task, base_fn: Callable[..., None], cand_fn: Callable[..., None], device: torch.device
 ) -> CorrectnessRecord:
     """Every production row and every grid point, baseline vs candidate."""
-    harness = Harness(task)
+    sides = Sides(base_fn, cand_fn, Harness(task), task, device)
     points = [(r.id, r.params) for r in task.rows] + [(f"grid{i}", p) for i, p in enumerate(task.grid)]
     checks: list[CheckResult] = []
     for i, (row, params) in enumerate(points):
-        checks += check_point(base_fn, cand_fn, harness, params, row, task, device, seed=i)
+        checks += check_point(sides, params, row, seed=i)
     failed = [f"{c.check}:{c.row}" for c in checks if not c.passed]
     return CorrectnessRecord(passed=not failed, checks=checks, failed=failed)
