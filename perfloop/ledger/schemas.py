@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from perfloop.ledger.eval_records import EVAL_RECORD_MODELS
 from perfloop.ledger.kernel_records import KERNEL_RECORD_MODELS
 from perfloop.ledger.records import RECORD_MODELS
 from perfloop.ledger.store import atomic_write_text
@@ -15,7 +16,7 @@ def schema_documents() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema, one per record model."""
     return {
         f"{model.__name__}.schema.json": model.model_json_schema()
-        for model in [*RECORD_MODELS, *KERNEL_RECORD_MODELS]
+        for model in [*RECORD_MODELS, *KERNEL_RECORD_MODELS, *EVAL_RECORD_MODELS]
     }
 
 
