@@ -176,9 +176,7 @@ def fuse_key(row: Row) -> str:
     return f"{row['pattern']}:{row['status']}" if row["status"] else row["pattern"]
 
 
-def fuse_table(
-    acts: list[Activity], catalog: FuseCatalog | None = None, show_all: bool = False
-) -> list[Row]:
+def fuse_table(acts: list[Activity], catalog: FuseCatalog | None = None, show_all: bool = False) -> list[Row]:
     """One row per (pattern, status) found; time no pattern claims forms the closing row."""
     catalog = catalog or load_catalog()
     total = sum(a.dur for a in acts)

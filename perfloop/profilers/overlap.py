@@ -163,7 +163,9 @@ def overlap_table(acts: list[Activity], show_all: bool = False) -> list[Row]:
     rows = [r for _, r in sorted(ranked, key=lambda x: x[0])]
     if hidden_rows:
         sums = tuple(sum(h[k] for h in hidden_rows) for k in range(3))
-        rows.append(_row("P5", "negligible", folded_name(len(hidden_rows)), "", sums, stage_total, "", "skip"))
+        rows.append(
+            _row("P5", "negligible", folded_name(len(hidden_rows)), "", sums, stage_total, "", "skip")
+        )
         rows[-1]["folded"] = True
     return rows
 

@@ -41,7 +41,12 @@ def to_csv(columns: tuple[Column, ...], rows: list[Row]) -> str:
 
 
 def write_table(
-    out_dir: Path, name: str, title: str, columns: tuple[Column, ...], rows: list[Row], formats: tuple[str, ...]
+    out_dir: Path,
+    name: str,
+    title: str,
+    columns: tuple[Column, ...],
+    rows: list[Row],
+    formats: tuple[str, ...],
 ) -> str:
     """Write `<out_dir>/<name>.<fmt>` for each format; return the Markdown text. JSON holds whole rows."""
     out_dir.mkdir(parents=True, exist_ok=True)

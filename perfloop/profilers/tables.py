@@ -73,10 +73,18 @@ TABLES: list[TableSpec] = [
         kernel_key,
     ),
     TableSpec(
-        "fuse_table", "Fuse Pattern Table", FUSE_COLUMNS, lambda s: fuse_table(s.acts, show_all=s.show_all), fuse_key
+        "fuse_table",
+        "Fuse Pattern Table",
+        FUSE_COLUMNS,
+        lambda s: fuse_table(s.acts, show_all=s.show_all),
+        fuse_key,
     ),
     TableSpec(
-        "host_table", "Host Overhead Table", HOST_COLUMNS, lambda s: host_table(s.acts, s.trace, s.steps), host_key
+        "host_table",
+        "Host Overhead Table",
+        HOST_COLUMNS,
+        lambda s: host_table(s.acts, s.trace, s.steps),
+        host_key,
     ),
 ]
 
