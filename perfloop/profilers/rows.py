@@ -58,7 +58,7 @@ ROW_ID_COLUMN = Column(ROW_ID, "Row id")
 
 def row_name(name: str) -> str:
     """A name made safe for an id: separators become `_`, long names keep a prefix and a hash."""
-    slug = _SEPARATORS.sub("_", name.strip()).strip("_") or "_"
+    slug = _SEPARATORS.sub("_", name.strip()) or "_"  # `aten::index_put_` keeps its trailing `_`
     if len(slug) <= MAX_NAME:
         return slug
     digest = hashlib.sha1(slug.encode()).hexdigest()[:8]

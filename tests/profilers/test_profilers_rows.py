@@ -50,6 +50,7 @@ def test_row_ids_name_the_row_not_its_position() -> None:
     by_name = {r["kernel"]: r["row_id"] for r in round1}
     assert {r["kernel"]: r["row_id"] for r in round2} == by_name
     assert by_name["aten::linear"] == "decode/kernel_table/aten::linear"
+    assert row_id("d", "t", "aten::index_put_") != row_id("d", "t", "aten::index_put")
     twice = with_ids("decode", "t", [{"kernel": "a b"}, {"kernel": "a  b"}], key)
     assert [r["row_id"] for r in twice] == ["decode/t/a_b", "decode/t/a_b~2"]
 
