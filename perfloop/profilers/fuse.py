@@ -13,22 +13,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from perfloop.profilers.kernel_table import MIN_SHARE_PCT, joined, ms, pct, python_sites, sites_text
 from perfloop.profilers.links import Activity
-from perfloop.profilers.rows import Column, Row
+from perfloop.profilers.rows import Row, col, columns
 
-FUSE_COLUMNS = (
-    Column("pattern", "Pattern"),
-    Column("status", "Status"),
-    Column("confidence", "Confidence"),
-    Column("time_ms", "Related time", "ms"),
-    Column("share_pct", "Share", "%"),
+FUSE_COLUMNS = columns(
+    "pattern",
+    "status",
+    "confidence",
+    "time_ms=Related time",
+    "share_pct",
     joined("evidence_kernels", "Evidence kernels"),
     replace(sites_text("python_sites"), label="Current Python location"),
-    Column(
-        "fused_paths",
-        "Candidate fused path",
-        text=lambda row: "; ".join(f"{p['engine']}: {p['path']}" for p in row["fused_paths"]),
+    col(
+        "fused_paths=Candidate fused path",
+        lambda row: "; ".join(f"{p['engine']}: {p['path']}" for p in row["fused_paths"]),
     ),
-    Column("rationale", "Rationale"),
+    "rationale",
 )
 UNMATCHED = "(no catalog pattern, or under 1%)"
 CATALOG_PATH = Path(__file__).parent / "catalog" / "fuse_patterns.yaml"

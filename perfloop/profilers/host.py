@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 
 from perfloop.profilers.kernel_table import ms, pct
 from perfloop.profilers.links import Activity, sweep
-from perfloop.profilers.rows import Column, Row
+from perfloop.profilers.rows import Row, col, columns
 from perfloop.profilers.trace import Event, Trace
 
 TOP_GAPS = 10
@@ -105,14 +105,8 @@ def host_key(row: Row) -> str:
     return f"{row['section']}:{row['item']}"
 
 
-HOST_COLUMNS = (
-    Column("section", "Section"),
-    Column("item", "Item"),
-    Column("time_ms", "Time", "ms"),
-    Column("share_pct", "Share", "%"),
-    Column("count", "Count"),
-    Column("cpu_op", "CPU op"),
-    Column("detail", "Detail", text=host_detail),
+HOST_COLUMNS = columns(
+    "section", "item", "time_ms", "share_pct", "count", "cpu_op=CPU op", col("detail", host_detail)
 )
 
 

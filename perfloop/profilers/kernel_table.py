@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from perfloop.profilers.links import Activity
-from perfloop.profilers.rows import Column, Row
+from perfloop.profilers.rows import Column, Row, col, columns
 
 MIN_SHARE_PCT = 1.0
 MAX_SITES = 4
@@ -37,12 +37,12 @@ def sites_text(key: str) -> Column:
     def text(row: Row) -> str:
         return "; ".join(f"{s['site']} (site share {s['share_pct']:.0f}%)" for s in row[key])
 
-    return Column(key, "Python location", text=text)
+    return col(f"{key}=Python location", text)
 
 
 def joined(key: str, label: str) -> Column:
     """A column showing a list field `; `-joined."""
-    return Column(key, label, text=lambda row: "; ".join(str(v) for v in row[key]))
+    return col(f"{key}={label}", lambda row: "; ".join(str(v) for v in row[key]))
 
 
 def kernel_key(row: Row) -> str:
@@ -71,14 +71,8 @@ def group_by_name(acts: list[Activity]) -> dict[str, list[Activity]]:
     return dict(sorted(groups.items(), key=lambda kv: -sum(a.dur for a in kv[1])))
 
 
-KERNEL_COLUMNS = (
-    Column("kernel", "Kernel"),
-    Column("category", "Category"),
-    Column("time_ms", "Time", "ms"),
-    Column("share_pct", "Share", "%"),
-    Column("launches", "Launches"),
-    sites_text("python_sites"),
-    Column("cpu_op", "CPU op"),
+KERNEL_COLUMNS = columns(
+    "kernel", "category", "time_ms", "share_pct", "launches", sites_text("python_sites"), "cpu_op=CPU op"
 )
 
 

@@ -12,20 +12,20 @@ from dataclasses import dataclass
 from perfloop.profilers.categories import COMPUTE_CATEGORIES
 from perfloop.profilers.kernel_table import MIN_SHARE_PCT, folded_name, group_by_name, ms, pct
 from perfloop.profilers.links import Activity
-from perfloop.profilers.rows import Column, Row
+from perfloop.profilers.rows import Row, columns
 
 # The formal signal: time, share of the stage, and the exclusive / hidden split of that time.
-OVERLAP_COLUMNS = (
-    Column("priority", "Priority"),
-    Column("verdict", "Verdict"),
-    Column("kernel", "Kernel"),
-    Column("python_scope", "Python scope"),
-    Column("time_ms", "Time", "ms"),
-    Column("share_pct", "Share", "%"),
-    Column("exclusive_pct", "Exclusive", "%"),
-    Column("hidden_pct", "Hidden", "%"),
-    Column("dep_risk", "Dep risk"),
-    Column("recommendation", "Recommendation"),
+OVERLAP_COLUMNS = columns(
+    "priority",
+    "verdict",
+    "kernel",
+    "python_scope",
+    "time_ms",
+    "share_pct",
+    "exclusive_pct",
+    "hidden_pct",
+    "dep_risk",
+    "recommendation",
 )
 _WEIGHT = {"communication": 1.3, "memory": 1.15, "other": 0.8}
 HEADROOM_MIN_NS = 5_000

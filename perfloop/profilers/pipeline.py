@@ -10,41 +10,29 @@ from collections import defaultdict
 from perfloop.engine.models.config import ModelConfig
 from perfloop.profilers.kernel_table import ms, pct
 from perfloop.profilers.links import Activity
-from perfloop.profilers.rows import Column, Row
+from perfloop.profilers.rows import Row, col, columns
 
-PASS_COLUMNS = (
-    Column("fwd", "Fwd#"),
-    Column("stage", "Stage"),
-    Column("start_ms", "Start", "ms"),
-    Column("duration_ms", "Duration", "ms"),
-    Column("avg_layer_ms", "Avg layer", "ms"),
-    Column("first_layer_ms", "First layer", "ms"),
-    Column("notes", "Notes"),
+PASS_COLUMNS = columns(
+    "fwd=Fwd#", "stage", "start_ms", "duration_ms", "avg_layer_ms", "first_layer_ms", "notes"
 )
 LAYER_FAMILIES = ("gemm", "attention", "norm", "elementwise", "memory", "other")
-LAYER_COLUMNS = (
-    Column("layer", "L"),
-    Column("wall_ms", "Wall", "ms"),
-    Column("sum_ms", "SumDur", "ms"),
-    Column("bubble_ms", "Bubble", "ms"),
-    *(Column(f"{f}_pct", f, "%") for f in LAYER_FAMILIES),
-    Column("kernels", "K#"),
+LAYER_COLUMNS = columns(
+    "layer=L",
+    "wall_ms",
+    "sum_ms=SumDur",
+    "bubble_ms",
+    *(f"{f}_pct={f}" for f in LAYER_FAMILIES),
+    "kernels=K#",
 )
-CLUSTER_COLUMNS = (
-    Column("cluster", "Cluster"),
-    Column("count", "#"),
-    Column("layers", "Layers", text=lambda row: ",".join(str(i) for i in row["layers"])),
-    Column("avg_wall_ms", "Avg Wall", "ms"),
-    Column("avg_sum_ms", "Avg Sum", "ms"),
+CLUSTER_COLUMNS = columns(
+    "cluster",
+    "count=#",
+    col("layers", lambda row: ",".join(str(i) for i in row["layers"])),
+    "avg_wall_ms=Avg Wall",
+    "avg_sum_ms=Avg Sum",
 )
-FLOW_COLUMNS = (
-    Column("rank", "#"),
-    Column("category", "Category"),
-    Column("kernel", "Kernel"),
-    Column("dur_us", "dur", "us"),
-    Column("share_pct", "Share", "%"),
-    Column("ts_rel_ms", "ts_rel", "ms"),
-    Column("input_dims", "Input Dims"),
+FLOW_COLUMNS = columns(
+    "rank=#", "category", "kernel", "dur_us=dur", "share_pct", "ts_rel_ms=ts_rel", "input_dims=Input Dims"
 )
 STEADY_TOLERANCE = 0.05
 

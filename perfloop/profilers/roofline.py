@@ -10,17 +10,17 @@ from pydantic import BaseModel
 
 from perfloop.engine.models.config import ModelConfig
 from perfloop.profilers.gpus import GpuSpec
-from perfloop.profilers.rows import Column, Row
+from perfloop.profilers.rows import Column, Row, columns
 
-ROOFLINE_COLUMNS = (
-    Column("stage", "Stage"),
-    Column("operator", "Operator"),
-    Column("family", "Family"),
-    Column("gflops", "GFLOPs"),
-    Column("mb", "MB"),
+ROOFLINE_COLUMNS = columns(
+    "stage",
+    "operator",
+    "family",
+    "gflops=GFLOPs",
+    "mb=MB",
     Column("intensity", "Intensity", "FLOP/B"),
-    Column("floor_us", "Floor", "us"),
-    Column("bound", "Bound"),
+    "floor_us=Floor",
+    "bound",
 )
 
 
@@ -142,14 +142,7 @@ def _row(op: OpCost, gpu: GpuSpec) -> Row:
     }
 
 
-ACHIEVED_COLUMNS = (
-    Column("stage", "Stage"),
-    Column("family", "Family"),
-    Column("measured_us", "Measured", "us"),
-    Column("floor_us", "Floor", "us"),
-    Column("mfu_pct", "MFU", "%"),
-    Column("mbu_pct", "MBU", "%"),
-)
+ACHIEVED_COLUMNS = columns("stage", "family", "measured_us", "floor_us=Floor", "mfu_pct=MFU", "mbu_pct=MBU")
 
 
 def achieved(costs: list[OpCost], measured_us: dict[tuple[str, str], float], gpu: GpuSpec) -> list[Row]:

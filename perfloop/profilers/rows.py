@@ -29,7 +29,6 @@ class Column:
     key: str
     label: str
     unit: str = ""
-    digits: int | None = None  # decimals of a float; None: up to 4, trailing zeros dropped
     text: Callable[[Row], str] | None = None  # the cell built from the whole row (lists, composed cells)
 
     @property
@@ -42,18 +41,32 @@ class Column:
         return self.text(row) if self.text else row.get(self.key)
 
     def show(self, row: Row) -> str:
-        """The value as Markdown shows it."""
+        """The value as Markdown shows it: floats to at most 4 decimals, integers as integers."""
         value = self.cell(row)
         if value is None:
             return ""
         if isinstance(value, float):
-            if self.digits is not None:
-                return f"{value:.{self.digits}f}"
             return f"{value:.4f}".rstrip("0").rstrip(".") if value else "0"
         return str(value)
 
 
-ROW_ID_COLUMN = Column(ROW_ID, "Row id")
+_UNITS = {"ms": "ms", "us": "us", "pct": "%"}  # a key's suffix is its unit: `time_ms` shows as `Time (ms)`
+
+
+def col(spec: str, text: Callable[[Row], str] | None = None) -> Column:
+    """A column from `key` or `key=Label`; the unit comes from the key's suffix (`_ms`, `_us`, `_pct`)."""
+    key, _, label = spec.partition("=")
+    stem, _, suffix = key.rpartition("_")
+    unit = _UNITS.get(suffix, "") if stem else ""
+    return Column(key, label or (stem if unit else key).replace("_", " ").capitalize(), unit, text)
+
+
+def columns(*specs: str | Column) -> tuple[Column, ...]:
+    """Columns from `col` specs (or ready Columns, e.g. with units no suffix names)."""
+    return tuple(s if isinstance(s, Column) else col(s) for s in specs)
+
+
+ROW_ID_COLUMN = col("row_id")
 
 
 def row_name(name: str) -> str:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from perfloop.cli import app
 from perfloop.profilers import tables
-from perfloop.profilers.rows import Column, is_empty, parse_cites, profile_rows, row_id, with_ids
+from perfloop.profilers.rows import columns, is_empty, parse_cites, profile_rows, row_id, with_ids
 
 runner = CliRunner()
 
@@ -21,7 +21,7 @@ def test_a_registered_table_appears_in_every_output(tmp_path: Path, monkeypatch:
     spec = tables.TableSpec(
         name="launch_count",
         title="Launch Count Table",
-        columns=(Column("kernel", "Kernel"), Column("launches", "Launches"), Column("time_ms", "Time", "ms")),
+        columns=columns("kernel", "launches", "time_ms"),
         fn=lambda s: [{"kernel": "all kernels", "launches": len(s.acts), "time_ms": 1.5}],
         key=lambda row: row["kernel"],
     )
