@@ -35,17 +35,21 @@ class Stage:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One analysis table: file name, title, displayed columns, row builder, and the row's id name."""
+    """One analysis table: file name, title, displayed columns, row builder, and what names a row
+    in its id (default: the first column's value)."""
 
     name: str
     title: str
     columns: tuple[Column, ...]
     fn: Callable[[Stage], list[Row]]
-    key: Callable[[Row], str]
+    key: Callable[[Row], str] | None = None
 
     def rows(self, stage: Stage) -> list[Row]:
         """The table's rows for one stage, each with its `row_id`."""
-        return with_ids(stage.name, self.name, self.fn(stage), self.key)
+        return with_ids(stage.name, self.name, self.fn(stage), self.key or self._first_column)
+
+    def _first_column(self, row: Row) -> str:
+        return str(row[self.columns[0].key])
 
     def render(self, stage: str, rows: list[Row]) -> str:
         """The Markdown table of one stage."""

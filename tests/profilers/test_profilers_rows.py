@@ -23,7 +23,6 @@ def test_a_registered_table_appears_in_every_output(tmp_path: Path, monkeypatch:
         title="Launch Count Table",
         columns=columns("kernel", "launches", "time_ms"),
         fn=lambda s: [{"kernel": "all kernels", "launches": len(s.acts), "time_ms": 1.5}],
-        key=lambda row: row["kernel"],
     )
     monkeypatch.setattr(tables, "TABLES", [*tables.TABLES, spec])
     res = runner.invoke(app, ["profile", "analyze", str(CUDA_TRACE), "--out", str(tmp_path)])
