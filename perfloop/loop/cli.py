@@ -172,7 +172,7 @@ def submit(
     run: str = typer.Argument(..., help="Run folder or id."),
     commit: str = typer.Option(None, "--commit", help="Candidate SHA (default: HEAD of the agent worktree)."),
     rationale: str = typer.Option("", "--rationale", help="Why (default: the commit message)."),
-    cite: list[str] = typer.Option([], "--cite", help="Cited row stage/table#index (default: Cites: lines)."),
+    cite: list[str] = typer.Option([], "--cite", help="Cited row id stage/table/name (default: Cites:)."),
 ) -> None:
     """Hand the waiting run an external agent's commit; the loop validates, revalidates and reviews it."""
     loop = _open(run)

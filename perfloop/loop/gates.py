@@ -17,6 +17,7 @@ from perfloop.ledger.records import (
 from perfloop.loop.secrets import find_secrets
 from perfloop.loop.spec import GoalSpec
 from perfloop.loop.worktrees import matches_any
+from perfloop.profilers.rows import is_empty, profile_rows
 
 GATES = [
     "frozen_hashes",
@@ -171,13 +172,19 @@ def _regression(inp: ReviewInput) -> GateResult:
 
 
 def _cites(inp: ReviewInput) -> GateResult:
-    rows = available_rows(inp.profile)
+    """Each cited row id (`stage/table/name`) names a row of this round's profile that holds data."""
+    rows = profile_rows(inp.profile.tables)
     cited = inp.patch.cited_rows
-    unknown = [r for r in cited if r not in rows]
     if not cited:
         return _gate("cites_tables", False, "the patch cites no profiler table row")
-    evidence = f"unknown rows: {unknown}" if unknown else f"cites {cited}"
-    return _gate("cites_tables", not unknown, evidence)
+    unknown = [r for r in cited if r not in rows]
+    empty = [r for r in cited if r in rows and is_empty(rows[r])]
+    problems = []
+    if unknown:
+        problems.append(f"not in this round's profile: {unknown}")
+    if empty:
+        problems.append(f"rows with no measured data: {empty}")
+    return _gate("cites_tables", not problems, "; ".join(problems) or f"cites {cited}")
 
 
 def _secrets(inp: ReviewInput) -> GateResult:
@@ -188,10 +195,5 @@ def _secrets(inp: ReviewInput) -> GateResult:
 
 
 def available_rows(profile: ProfileRecord) -> set[str]:
-    """Every citeable row key `stage/table#index` of a profile."""
-    return {
-        f"{stage}/{table}#{i}"
-        for stage, tables in profile.tables.items()
-        for table, rows in tables.items()
-        for i in range(len(rows))
-    }
+    """Every citeable row id `stage/table/name` of a profile."""
+    return set(profile_rows(profile.tables))

@@ -26,6 +26,7 @@ from perfloop.loop.gates import ReviewInput
 from perfloop.loop.patchers.anthropic import ApiSettings, api_key, redact, run_spend, usage_of
 from perfloop.loop.pricing import PRICES_AS_OF, TokenUsage, cost_usd, prices_for, worst_rates
 from perfloop.loop.templates import render
+from perfloop.profilers.rows import profile_rows
 
 REVIEW_FILE = "model_review.json"
 REVIEW_TOKENS = 4096
@@ -203,13 +204,8 @@ def _prompt(inp: ReviewInput, mechanical: ReviewRecord, run_root: Path) -> tuple
     read = [p for p in (patch.diff_file, inp.validation.log_file) if p]
     diff = (run_root / patch.diff_file).read_text() if patch.diff_file else ""
     log = (run_root / inp.validation.log_file).read_text()[-3000:]
-    cited = {}
-    for ref in patch.cited_rows:
-        stage, _, rest = ref.partition("/")
-        table, _, index = rest.partition("#")
-        rows = inp.profile.tables.get(stage, {}).get(table, [])
-        if index.isdigit() and int(index) < len(rows):
-            cited[ref] = rows[int(index)]
+    rows = profile_rows(inp.profile.tables)
+    cited = {ref: rows[ref] for ref in patch.cited_rows if ref in rows}
     text = render(
         "review.md.j2",
         run_id=run_root.name,

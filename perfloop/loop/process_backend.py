@@ -193,6 +193,7 @@ def run_profile_job(job: dict[str, Any]) -> ProfileRecord:
     from perfloop.engine.llm_engine import LLMEngine
     from perfloop.engine.sampling_params import SamplingParams
     from perfloop.profilers.capture import ProfileSchedule, capture_engine
+    from perfloop.profilers.rows import ROW_ID, row_id
     from perfloop.profilers.tables import analyze
 
     launch: str = job["launch"]
@@ -220,7 +221,8 @@ def run_profile_job(job: dict[str, Any]) -> ProfileRecord:
     while engine.has_unfinished():
         engine.step()
     stats = engine.stats().model_dump() | {"requests": len(requests)}
-    tables[PROFILE_STATS_STAGE] = {"engine_stats": [stats]}
+    stats_id = row_id(PROFILE_STATS_STAGE, "engine_stats", "counters")
+    tables[PROFILE_STATS_STAGE] = {"engine_stats": [{ROW_ID: stats_id, **stats}]}
     return ProfileRecord(trace=str(trace), tables=tables, engine_stats=stats)
 
 

@@ -81,10 +81,9 @@ def analyze(
     mapping: Path = typer.Option(None, "--mapping", help="Eager mapping trace for CUDA-graph replays."),
     show_all: bool = typer.Option(False, "--all", help="Also show rows under 1% share."),
 ) -> None:
-    """Kernel, overlap, fuse and host tables per stage; Markdown also prints here."""
-    from perfloop.profilers.render import markdown
-    from perfloop.profilers.tables import TABLE_COLUMNS, TITLES
+    """Kernel, overlap, fuse and host tables (every registered table) per stage; Markdown also prints here."""
     from perfloop.profilers.tables import analyze as run
+    from perfloop.profilers.tables import table_spec
     from perfloop.profilers.trace import TraceFormatError
 
     formats = _formats(fmt)
@@ -95,7 +94,7 @@ def analyze(
     if "md" in formats:
         for st, tables in result.items():
             for name, rows in tables.items():
-                console.print(markdown(f"{TITLES[name]} ({st})", TABLE_COLUMNS[name], rows), markup=False)
+                console.print(table_spec(name).render(st, rows), markup=False)
     console.print(f"tables: {out}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,20 +11,25 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from perfloop.profilers.kernel_table import MIN_SHARE_PCT, ms, pct, site_summary
+from perfloop.profilers.kernel_table import MIN_SHARE_PCT, joined, ms, pct, python_sites, sites_text
 from perfloop.profilers.links import Activity
+from perfloop.profilers.rows import Row, col, columns
 
-FUSE_COLUMNS = (
-    "Pattern",
-    "Status",
-    "Confidence",
-    "Related GPU time",
-    "Share",
-    "Evidence kernels",
-    "Current Python location",
-    "Candidate fused path",
-    "Rationale",
+FUSE_COLUMNS = columns(
+    "pattern",
+    "status",
+    "confidence",
+    "time_ms=Related time",
+    "share_pct",
+    joined("evidence_kernels", "Evidence kernels"),
+    replace(sites_text("python_sites"), label="Current Python location"),
+    col(
+        "fused_paths=Candidate fused path",
+        lambda row: "; ".join(f"{p['engine']}: {p['path']}" for p in row["fused_paths"]),
+    ),
+    "rationale",
 )
+UNMATCHED = "(no catalog pattern, or under 1%)"
 CATALOG_PATH = Path(__file__).parent / "catalog" / "fuse_patterns.yaml"
 
 
@@ -164,14 +170,17 @@ def _match_at(
     return run, pos
 
 
-def fuse_table(
-    acts: list[Activity], catalog: FuseCatalog | None = None, show_all: bool = False
-) -> list[dict]:
+def fuse_key(row: Row) -> str:
+    """Identity of a fuse row: `pattern:status` (a pattern can be both fused and split)."""
+    return f"{row['pattern']}:{row['status']}" if row["status"] else row["pattern"]
+
+
+def fuse_table(acts: list[Activity], catalog: FuseCatalog | None = None, show_all: bool = False) -> list[Row]:
     """One row per (pattern, status) found; time no pattern claims forms the closing row."""
     catalog = catalog or load_catalog()
     total = sum(a.dur for a in acts)
     taken: set[int] = set()
-    rows: list[dict] = []
+    rows: list[tuple[int, Row]] = []
     for p in catalog.patterns:
         split = [i for run in split_runs(p, acts, taken) for i in run]
         fused_names = {n for n in {a.name for a in acts} if p.fused and _hits(n, p.fused)}
@@ -181,27 +190,27 @@ def fuse_table(
             if idx:
                 rows.append(_row(p, status, [acts[i] for i in idx], total))
     shown = [
-        r for r in rows if show_all or (r["Share"] >= MIN_SHARE_PCT and r["Confidence"] != "below threshold")
+        (ns, r)
+        for ns, r in rows
+        if show_all or (r["share_pct"] >= MIN_SHARE_PCT and r["confidence"] != "below threshold")
     ]
-    rest = total - sum(r["_ns"] for r in shown)
-    out = [{k: v for k, v in r.items() if k != "_ns"} for r in shown]
-    out.append(
-        {
-            "Pattern": "(no catalog pattern, or under 1%)",
-            "Status": "",
-            "Confidence": "",
-            "Related GPU time": ms(rest),
-            "Share": pct(rest, total),
-            "Evidence kernels": "",
-            "Current Python location": "",
-            "Candidate fused path": "",
-            "Rationale": "No source-backed fusion in the catalog matched this time.",
-        }
-    )
-    return out
+    rest = total - sum(ns for ns, _ in shown)
+    closing = {
+        "pattern": UNMATCHED,
+        "status": "",
+        "confidence": "",
+        "time_ms": ms(rest),
+        "share_pct": pct(rest, total),
+        "evidence_kernels": [],
+        "python_sites": [],
+        "fused_paths": [],
+        "rationale": "No source-backed fusion in the catalog matched this time.",
+    }
+    return [r for _, r in shown] + [closing]
 
 
-def _row(p: FusePattern, status: str, matched: list[Activity], total: int) -> dict:
+def _row(p: FusePattern, status: str, matched: list[Activity], total: int) -> tuple[int, Row]:
+    """(matched ns, row)."""
     t = sum(a.dur for a in matched)
     share = pct(t, total)
     if status == "fused" or share >= p.likely_share:
@@ -213,16 +222,14 @@ def _row(p: FusePattern, status: str, matched: list[Activity], total: int) -> di
     by_name: dict[str, int] = defaultdict(int)
     for a in matched:
         by_name[a.name] += a.dur
-    evidence = sorted(by_name, key=lambda n: -by_name[n])[:4]
-    return {
-        "Pattern": p.name,
-        "Status": status,
-        "Confidence": confidence,
-        "Related GPU time": ms(t),
-        "Share": share,
-        "Evidence kernels": "; ".join(evidence),
-        "Current Python location": site_summary(matched, 2),
-        "Candidate fused path": "; ".join(f"{fp.engine}: {fp.path}" for fp in p.fused_paths),
-        "Rationale": p.rationale,
-        "_ns": t,
+    return t, {
+        "pattern": p.name,
+        "status": status,
+        "confidence": confidence,
+        "time_ms": ms(t),
+        "share_pct": share,
+        "evidence_kernels": sorted(by_name, key=lambda n: -by_name[n])[:4],
+        "python_sites": python_sites(matched, 2),
+        "fused_paths": [fp.model_dump() for fp in p.fused_paths],
+        "rationale": p.rationale,
     }

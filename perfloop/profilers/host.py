@@ -8,9 +8,9 @@ from collections import Counter, defaultdict
 
 from perfloop.profilers.kernel_table import ms, pct
 from perfloop.profilers.links import Activity, sweep
+from perfloop.profilers.rows import Row, col, columns
 from perfloop.profilers.trace import Event, Trace
 
-HOST_COLUMNS = ("Section", "Item", "Time", "Share", "Count", "CPU op", "Detail")
 TOP_GAPS = 10
 TOP_STEPS = 10
 LAUNCH_BOUND_IDLE = 30.0  # % of step wall the device sits idle
@@ -46,7 +46,7 @@ def step_windows(acts: list[Activity], steps: list[Event]) -> dict[int | None, t
     return windows
 
 
-def host_table(acts: list[Activity], trace: Trace, steps: list[Event]) -> list[dict]:
+def host_table(acts: list[Activity], trace: Trace, steps: list[Event]) -> list[Row]:
     """Rows: device busy/idle (shares add to 100% of the stage's step wall time), steps, gaps, launches."""
     if not acts:
         return []
@@ -67,16 +67,47 @@ def host_table(acts: list[Activity], trace: Trace, steps: list[Event]) -> list[d
     return rows
 
 
-def _row(section: str, item: str, ns: int, wall: int, count: int, op: str, detail: str) -> dict:
-    return {
-        "Section": section,
-        "Item": item,
-        "Time": ms(ns),
-        "Share": pct(ns, wall),
-        "Count": count,
-        "CPU op": op,
-        "Detail": detail,
+def _row(
+    section: str, item: str, ns: int | None, wall: int, count: int, op: str, detail: str, **numbers: float
+) -> Row:
+    """A host row; `numbers` (busy_ms, idle_ms, median_us, kernels) feed the Detail cell at render time."""
+    row = {
+        "section": section,
+        "item": item,
+        "time_ms": None if ns is None else ms(ns),
+        "share_pct": None if ns is None else pct(ns, wall),
+        "count": count,
+        "cpu_op": op,
+        "detail": detail,
     }
+    return row | {k: numbers.get(k) for k in DETAIL_NUMBERS}
+
+
+DETAIL_NUMBERS = ("busy_ms", "idle_ms", "median_us", "kernels")
+
+
+def host_detail(row: Row) -> str:
+    """The Detail cell: the row's words and its numbers, formatted here and never stored formatted."""
+    if row["busy_ms"] is not None:
+        busy = pct(row["busy_ms"], row["time_ms"])
+        return f"busy {row['busy_ms']} ms ({busy:.0f}%), idle {row['idle_ms']} ms"
+    if row["section"] == "verdict":
+        return f"{row['detail']} (idle {row['share_pct']:.1f}%, median kernel {row['median_us']:.1f} us)"
+    if row["median_us"] is not None:
+        return f"{row['detail']} {row['median_us']:.1f} us"
+    if row["kernels"] is not None:
+        return f"{row['kernels']} {row['detail']}"
+    return row["detail"]
+
+
+def host_key(row: Row) -> str:
+    """Identity of a host row: `section:item` (e.g. `verdict:launch-bound`, `device:idle`)."""
+    return f"{row['section']}:{row['item']}"
+
+
+HOST_COLUMNS = columns(
+    "section", "item", "time_ms", "share_pct", "count", "cpu_op=CPU op", col("detail", host_detail)
+)
 
 
 def _gaps(busy: list[tuple[int, int]], walls: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -100,7 +131,7 @@ def _gaps(busy: list[tuple[int, int]], walls: list[tuple[int, int]]) -> list[tup
 
 def _step_rows(
     acts: list[Activity], windows: dict[int | None, tuple[int, int]], steps: list[Event], wall: int
-) -> list[dict]:
+) -> list[Row]:
     by_step: dict[int | None, list[Activity]] = defaultdict(list)
     for a in acts:
         by_step[a.step].append(a)
@@ -109,8 +140,19 @@ def _step_rows(
     for step, (lo, hi) in ranked[:TOP_STEPS]:
         busy = _length(merge([(a.start, a.end) for a in by_step[step]]))
         label = steps[step].name if step is not None and step < len(steps) else "(outside annotated steps)"
-        detail = f"busy {ms(busy)} ms ({pct(busy, hi - lo):.0f}%), idle {ms(hi - lo - busy)} ms"
-        rows.append(_row("step", f"#{step} {label}", hi - lo, wall, len(by_step[step]), "", detail))
+        rows.append(
+            _row(
+                "step",
+                f"#{step} {label}",
+                hi - lo,
+                wall,
+                len(by_step[step]),
+                "",
+                "",
+                busy_ms=ms(busy),
+                idle_ms=ms(hi - lo - busy),
+            )
+        )
     rest = ranked[TOP_STEPS:]
     if rest:
         t = sum(hi - lo for _, (lo, hi) in rest)
@@ -128,7 +170,7 @@ def _host_thread(trace: Trace) -> list[Event]:
     return [e for g in (trace.python, trace.cpu_ops, trace.annotations) for e in g if (e.pid, e.tid) == main]
 
 
-def _gap_rows(gaps: list[tuple[int, int]], acts: list[Activity], trace: Trace, wall: int) -> list[dict]:
+def _gap_rows(gaps: list[tuple[int, int]], acts: list[Activity], trace: Trace, wall: int) -> list[Row]:
     top = sorted(gaps, key=lambda g: g[0] - g[1])[:TOP_GAPS]
     if not top:
         return []
@@ -148,7 +190,7 @@ def _gap_rows(gaps: list[tuple[int, int]], acts: list[Activity], trace: Trace, w
     return rows
 
 
-def _launch_rows(acts: list[Activity], trace: Trace, wall: int) -> list[dict]:
+def _launch_rows(acts: list[Activity], trace: Trace, wall: int) -> list[Row]:
     if not trace.has_device:
         durs = [a.dur for a in acts]
         return [
@@ -159,7 +201,8 @@ def _launch_rows(acts: list[Activity], trace: Trace, wall: int) -> list[dict]:
                 wall,
                 len(acts),
                 "",
-                f"median op {statistics.median(durs) / 1000:.1f} us",
+                "median op",
+                median_us=round(statistics.median(durs) / 1000, 3),
             )
         ]
     launches = {(a.launch_start, a.launch_end) for a in acts if a.launch_start is not None}
@@ -175,7 +218,8 @@ def _launch_rows(acts: list[Activity], trace: Trace, wall: int) -> list[dict]:
             wall,
             len(graphs),
             "",
-            f"{sum(a.graph is not None for a in acts)} replayed kernels",
+            "replayed kernels",
+            kernels=sum(a.graph is not None for a in acts),
         ),
     ]
     if delays:
@@ -194,7 +238,7 @@ def _launch_rows(acts: list[Activity], trace: Trace, wall: int) -> list[dict]:
     return rows
 
 
-def _verdict(acts: list[Activity], idle_pct: float) -> dict:
+def _verdict(acts: list[Activity], idle_pct: float) -> Row:
     median = statistics.median(a.dur for a in acts)
     if idle_pct >= LAUNCH_BOUND_IDLE and median < SMALL_KERNEL_NS:
         verdict, detail = (
@@ -205,12 +249,6 @@ def _verdict(acts: list[Activity], idle_pct: float) -> dict:
         verdict, detail = "host-bound", "device waits on host work between kernels"
     else:
         verdict, detail = "device-bound", "device busy most of each step: optimise the kernels themselves"
-    return {
-        "Section": "verdict",
-        "Item": verdict,
-        "Time": None,
-        "Share": idle_pct,
-        "Count": len(acts),
-        "CPU op": "",
-        "Detail": f"{detail} (idle {idle_pct:.1f}%, median kernel {median / 1000:.1f} us)",
-    }
+    row = _row("verdict", verdict, None, 0, len(acts), "", detail, median_us=round(median / 1000, 3))
+    row["share_pct"] = idle_pct
+    return row

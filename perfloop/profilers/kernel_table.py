@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from perfloop.profilers.links import Activity
+from perfloop.profilers.rows import Column, Row, col, columns
 
-KERNEL_COLUMNS = ("Kernel", "Category", "GPU time", "Share", "Launches", "Python location", "CPU op")
 MIN_SHARE_PCT = 1.0
 MAX_SITES = 4
+FOLDED = "(folded)"  # the id name of the closing row that sums the rows under MIN_SHARE_PCT
 
 
 def ms(ns: float) -> float:
@@ -21,13 +22,37 @@ def pct(part: float, total: float) -> float:
     return round(100.0 * part / total, 2) if total else 0.0
 
 
-def site_summary(acts: list[Activity], limit: int = MAX_SITES) -> str:
-    """`path:line function (site share NN%)` for the top sites by time, `; `-separated."""
+def python_sites(acts: list[Activity], limit: int = MAX_SITES) -> list[Row]:
+    """The top `path:line function` sites by time, each with its share of these activities' time."""
     by_site: Counter = Counter()
     for a in acts:
         by_site[a.site] += a.dur
     total = sum(by_site.values())
-    return "; ".join(f"{s} (site share {pct(t, total):.0f}%)" for s, t in by_site.most_common(limit))
+    return [{"site": s, "share_pct": pct(t, total)} for s, t in by_site.most_common(limit)]
+
+
+def sites_text(key: str) -> Column:
+    """A column showing a `python_sites` field as `path:line function (site share NN%)`, `; `-joined."""
+
+    def text(row: Row) -> str:
+        return "; ".join(f"{s['site']} (site share {s['share_pct']:.0f}%)" for s in row[key])
+
+    return col(f"{key}=Python location", text)
+
+
+def joined(key: str, label: str) -> Column:
+    """A column showing a list field `; `-joined."""
+    return col(f"{key}={label}", lambda row: "; ".join(str(v) for v in row[key]))
+
+
+def kernel_key(row: Row) -> str:
+    """Identity of a kernel-named row: the kernel, or FOLDED for the closing row."""
+    return FOLDED if row["folded"] else row["kernel"]
+
+
+def folded_name(count: int) -> str:
+    """The display name of the closing row."""
+    return f"({count} kernels under {MIN_SHARE_PCT:g}% each)"
 
 
 def top_op(acts: list[Activity]) -> str:
@@ -46,7 +71,12 @@ def group_by_name(acts: list[Activity]) -> dict[str, list[Activity]]:
     return dict(sorted(groups.items(), key=lambda kv: -sum(a.dur for a in kv[1])))
 
 
-def kernel_table(acts: list[Activity], show_all: bool = False) -> list[dict]:
+KERNEL_COLUMNS = columns(
+    "kernel", "category", "time_ms", "share_pct", "launches", sites_text("python_sites"), "cpu_op=CPU op"
+)
+
+
+def kernel_table(acts: list[Activity], show_all: bool = False) -> list[Row]:
     """One row per kernel name; rows under 1% share are folded into one row unless show_all."""
     total = sum(a.dur for a in acts)
     rows, hidden = [], []
@@ -55,29 +85,24 @@ def kernel_table(acts: list[Activity], show_all: bool = False) -> list[dict]:
         if not show_all and pct(t, total) < MIN_SHARE_PCT:
             hidden.append(group)
             continue
-        rows.append(
-            {
-                "Kernel": name,
-                "Category": group[0].category,
-                "GPU time": ms(t),
-                "Share": pct(t, total),
-                "Launches": len(group),
-                "Python location": site_summary(group),
-                "CPU op": top_op(group),
-            }
-        )
+        rows.append(_row(name, group[0].category, t, total, group, python_sites(group), top_op(group)))
     if hidden:
         rest = [a for g in hidden for a in g]
-        t = sum(a.dur for a in rest)
-        rows.append(
-            {
-                "Kernel": f"({len(hidden)} kernels under {MIN_SHARE_PCT:g}% each)",
-                "Category": "mixed",
-                "GPU time": ms(t),
-                "Share": pct(t, total),
-                "Launches": len(rest),
-                "Python location": "",
-                "CPU op": "",
-            }
-        )
+        rows.append(_row(folded_name(len(hidden)), "mixed", sum(a.dur for a in rest), total, rest, [], ""))
+        rows[-1]["folded"] = True
     return rows
+
+
+def _row(
+    name: str, category: str, t: int, total: int, group: list[Activity], sites: list[Row], op: str
+) -> Row:
+    return {
+        "kernel": name,
+        "category": category,
+        "time_ms": ms(t),
+        "share_pct": pct(t, total),
+        "launches": len(group),
+        "python_sites": sites,
+        "cpu_op": op,
+        "folded": False,
+    }

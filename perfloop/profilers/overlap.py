@@ -10,17 +10,22 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from perfloop.profilers.categories import COMPUTE_CATEGORIES
-from perfloop.profilers.kernel_table import MIN_SHARE_PCT, group_by_name, pct
+from perfloop.profilers.kernel_table import MIN_SHARE_PCT, folded_name, group_by_name, ms, pct
 from perfloop.profilers.links import Activity
+from perfloop.profilers.rows import Row, columns
 
-OVERLAP_COLUMNS = (
-    "Priority",
-    "Verdict",
-    "Kernel",
-    "Python scope",
-    "Formal signal",
-    "Dep risk",
-    "Recommendation",
+# The formal signal: time, share of the stage, and the exclusive / hidden split of that time.
+OVERLAP_COLUMNS = columns(
+    "priority",
+    "verdict",
+    "kernel",
+    "python_scope",
+    "time_ms",
+    "share_pct",
+    "exclusive_pct",
+    "hidden_pct",
+    "dep_risk",
+    "recommendation",
 )
 _WEIGHT = {"communication": 1.3, "memory": 1.15, "other": 0.8}
 HEADROOM_MIN_NS = 5_000
@@ -131,7 +136,7 @@ def _decide(
     return "P4", verdict, "inspect"
 
 
-def overlap_table(acts: list[Activity], show_all: bool = False) -> list[dict]:
+def overlap_table(acts: list[Activity], show_all: bool = False) -> list[Row]:
     """One row per kernel name, best opportunities first; rows under 1% share folded into one."""
     splits = sweep_overlap(acts)
     risks = dep_risks(acts)
@@ -145,7 +150,7 @@ def overlap_table(acts: list[Activity], show_all: bool = False) -> list[dict]:
         hid = sum(splits[i].hidden for i in ids)
         share = pct(total, stage_total)
         if not show_all and share < MIN_SHARE_PCT:
-            hidden_rows.append((total, excl, hid, len(group)))
+            hidden_rows.append((total, excl, hid))
             continue
         risk = _risk_label(sum(risks[i][0] for i in ids) / len(ids), sum(risks[i][1] for i in ids) / len(ids))
         category = group[0].category
@@ -153,33 +158,39 @@ def overlap_table(acts: list[Activity], show_all: bool = False) -> list[dict]:
             share, total, excl / total if total else 0, hid / total if total else 0, category, risk
         )
         scope = Counter(a.scope for a in group).most_common(1)[0][0]
-        row = {
-            "Priority": prio,
-            "Verdict": verdict,
-            "Kernel": name,
-            "Python scope": scope,
-            "Formal signal": _signal(total, share, excl, hid),
-            "Dep risk": risk,
-            "Recommendation": rec,
-        }
+        row = _row(prio, verdict, name, scope, (total, excl, hid), stage_total, risk, rec)
         ranked.append(((prio, -excl * _weight(category)), row))
     rows = [r for _, r in sorted(ranked, key=lambda x: x[0])]
     if hidden_rows:
-        total, excl, hid = (sum(h[k] for h in hidden_rows) for k in range(3))
+        sums = tuple(sum(h[k] for h in hidden_rows) for k in range(3))
         rows.append(
-            {
-                "Priority": "P5",
-                "Verdict": "negligible",
-                "Kernel": f"({len(hidden_rows)} kernels under {MIN_SHARE_PCT:g}% each)",
-                "Python scope": "",
-                "Formal signal": _signal(total, pct(total, stage_total), excl, hid),
-                "Dep risk": "",
-                "Recommendation": "skip",
-            }
+            _row("P5", "negligible", folded_name(len(hidden_rows)), "", sums, stage_total, "", "skip")
         )
+        rows[-1]["folded"] = True
     return rows
 
 
-def _signal(total: int, share: float, excl: int, hid: int) -> str:
-    e, h = (pct(excl, total), pct(hid, total)) if total else (0.0, 0.0)
-    return f"{total / 1000:.1f} us, share {share:.2f}%, excl {e:.0f}% / hid {h:.0f}%"
+def _row(
+    prio: str,
+    verdict: str,
+    name: str,
+    scope: str,
+    times: tuple[int, int, int],
+    stage_total: int,
+    risk: str,
+    rec: str,
+) -> Row:
+    total, excl, hid = times
+    return {
+        "priority": prio,
+        "verdict": verdict,
+        "kernel": name,
+        "python_scope": scope,
+        "time_ms": ms(total),
+        "share_pct": pct(total, stage_total),
+        "exclusive_pct": pct(excl, total),
+        "hidden_pct": pct(hid, total),
+        "dep_risk": risk,
+        "recommendation": rec,
+        "folded": False,
+    }

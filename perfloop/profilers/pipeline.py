@@ -10,14 +10,30 @@ from collections import defaultdict
 from perfloop.engine.models.config import ModelConfig
 from perfloop.profilers.kernel_table import ms, pct
 from perfloop.profilers.links import Activity
+from perfloop.profilers.rows import Row, col, columns
 
-PASS_COLUMNS = ("Fwd#", "Stage", "Start (ms)", "Duration (ms)", "Avg layer (ms)", "First layer (ms)", "Notes")
-LAYER_FAMILIES = ("gemm", "attention", "norm", "elementwise", "memory", "other")
-LAYER_COLUMNS = (
-    ("L", "Wall (ms)", "SumDur (ms)", "Bubble (ms)") + tuple(f"{f}%" for f in LAYER_FAMILIES) + ("K#",)
+PASS_COLUMNS = columns(
+    "fwd=Fwd#", "stage", "start_ms", "duration_ms", "avg_layer_ms", "first_layer_ms", "notes"
 )
-CLUSTER_COLUMNS = ("Cluster", "#", "Layers", "Avg Wall (ms)", "Avg Sum (ms)")
-FLOW_COLUMNS = ("#", "Category", "Kernel", "dur(us)", "%", "ts_rel(ms)", "Input Dims")
+LAYER_FAMILIES = ("gemm", "attention", "norm", "elementwise", "memory", "other")
+LAYER_COLUMNS = columns(
+    "layer=L",
+    "wall_ms",
+    "sum_ms=SumDur",
+    "bubble_ms",
+    *(f"{f}_pct={f}" for f in LAYER_FAMILIES),
+    "kernels=K#",
+)
+CLUSTER_COLUMNS = columns(
+    "cluster",
+    "count=#",
+    col("layers", lambda row: ",".join(str(i) for i in row["layers"])),
+    "avg_wall_ms=Avg Wall",
+    "avg_sum_ms=Avg Sum",
+)
+FLOW_COLUMNS = columns(
+    "rank=#", "category", "kernel", "dur_us=dur", "share_pct", "ts_rel_ms=ts_rel", "input_dims=Input Dims"
+)
 STEADY_TOLERANCE = 0.05
 
 
@@ -59,7 +75,7 @@ def _wall(layer: list[Activity]) -> int:
     return max(a.end for a in layer) - min(a.start for a in layer)
 
 
-def pass_table(passes: list[list[list[Activity]]]) -> list[dict]:
+def pass_table(passes: list[list[list[Activity]]]) -> list[Row]:
     """One row per forward pass, labelled cold-start / steady-state / varying."""
     rows = []
     t0 = min(a.start for p in passes for layer in p for a in layer) if passes else 0
@@ -79,24 +95,24 @@ def pass_table(passes: list[list[list[Activity]]]) -> list[dict]:
         prev_first = first
         rows.append(
             {
-                "Fwd#": n,
-                "Stage": layers[0][0].stage,
-                "Start (ms)": ms(start - t0),
-                "Duration (ms)": ms(end - start),
-                "Avg layer (ms)": ms(statistics.mean(_wall(layer) for layer in layers)),
-                "First layer (ms)": ms(first),
-                "Notes": note,
+                "fwd": n,
+                "stage": layers[0][0].stage,
+                "start_ms": ms(start - t0),
+                "duration_ms": ms(end - start),
+                "avg_layer_ms": ms(statistics.mean(_wall(layer) for layer in layers)),
+                "first_layer_ms": ms(first),
+                "notes": note,
             }
         )
     return rows
 
 
-def representative(passes: list[list[list[Activity]]], rows: list[dict]) -> int:
+def representative(passes: list[list[list[Activity]]], rows: list[Row]) -> int:
     """The first steady-state pass, else the last one."""
-    return next((r["Fwd#"] for r in rows if r["Notes"] == "steady-state"), len(passes) - 1)
+    return next((r["fwd"] for r in rows if r["notes"] == "steady-state"), len(passes) - 1)
 
 
-def layer_table(layers: list[list[Activity]]) -> list[dict]:
+def layer_table(layers: list[list[Activity]]) -> list[Row]:
     """Wall vs summed kernel time per layer (their difference is bubbles) and category shares."""
     rows = []
     for i, layer in enumerate(layers):
@@ -105,57 +121,57 @@ def layer_table(layers: list[list[Activity]]) -> list[dict]:
         for a in layer:
             fam[a.category if a.category in LAYER_FAMILIES else "other"] += a.dur
         row = {
-            "L": i,
-            "Wall (ms)": ms(_wall(layer)),
-            "SumDur (ms)": ms(total),
-            "Bubble (ms)": ms(max(0, _wall(layer) - total)),
+            "layer": i,
+            "wall_ms": ms(_wall(layer)),
+            "sum_ms": ms(total),
+            "bubble_ms": ms(max(0, _wall(layer) - total)),
         }
-        row.update({f"{f}%": pct(fam[f], total) for f in LAYER_FAMILIES})
-        row["K#"] = len(layer)
+        row.update({f"{f}_pct": pct(fam[f], total) for f in LAYER_FAMILIES})
+        row["kernels"] = len(layer)
         rows.append(row)
     return rows
 
 
-def cluster_table(layer_rows: list[dict]) -> list[dict]:
+def cluster_table(layer_rows: list[Row]) -> list[Row]:
     """FIRST, MIDDLE and LAST layers, plus OUTLIER layers more than 20% off the median wall."""
     if not layer_rows:
         return []
-    median = statistics.median(r["Wall (ms)"] for r in layer_rows)
-    groups: dict[str, list[dict]] = defaultdict(list)
+    median = statistics.median(r["wall_ms"] for r in layer_rows)
+    groups: dict[str, list[Row]] = defaultdict(list)
     last = len(layer_rows) - 1
     for r in layer_rows:
-        if median and abs(r["Wall (ms)"] - median) / median > 0.2 and 0 < r["L"] < last:
+        if median and abs(r["wall_ms"] - median) / median > 0.2 and 0 < r["layer"] < last:
             groups["OUTLIER"].append(r)
         else:
-            groups["FIRST" if r["L"] == 0 else "LAST" if r["L"] == last else "MIDDLE"].append(r)
+            groups["FIRST" if r["layer"] == 0 else "LAST" if r["layer"] == last else "MIDDLE"].append(r)
     order = ("FIRST", "MIDDLE", "LAST", "OUTLIER")
     return [
         {
-            "Cluster": name,
-            "#": len(groups[name]),
-            "Layers": ",".join(str(r["L"]) for r in groups[name]),
-            "Avg Wall (ms)": round(statistics.mean(r["Wall (ms)"] for r in groups[name]), 4),
-            "Avg Sum (ms)": round(statistics.mean(r["SumDur (ms)"] for r in groups[name]), 4),
+            "cluster": name,
+            "count": len(groups[name]),
+            "layers": [r["layer"] for r in groups[name]],
+            "avg_wall_ms": round(statistics.mean(r["wall_ms"] for r in groups[name]), 4),
+            "avg_sum_ms": round(statistics.mean(r["sum_ms"] for r in groups[name]), 4),
         }
         for name in order
         if groups[name]
     ]
 
 
-def flow_table(layer: list[Activity]) -> list[dict]:
+def flow_table(layer: list[Activity]) -> list[Row]:
     """Every kernel of one layer, longest first, with its offset from the layer start."""
     t0 = min(a.start for a in layer)
     total = sum(a.dur for a in layer)
     ranked = sorted(layer, key=lambda a: -a.dur)
     return [
         {
-            "#": n,
-            "Category": a.category,
-            "Kernel": a.name,
-            "dur(us)": round(a.dur / 1000, 3),
-            "%": pct(a.dur, total),
-            "ts_rel(ms)": ms(a.start - t0),
-            "Input Dims": a.input_dims,
+            "rank": n,
+            "category": a.category,
+            "kernel": a.name,
+            "dur_us": round(a.dur / 1000, 3),
+            "share_pct": pct(a.dur, total),
+            "ts_rel_ms": ms(a.start - t0),
+            "input_dims": a.input_dims,
         }
         for n, a in enumerate(ranked)
     ]
@@ -163,7 +179,7 @@ def flow_table(layer: list[Activity]) -> list[dict]:
 
 def pipeline_tables(
     acts: list[Activity], cfg: ModelConfig | None, stage: str | None = None
-) -> dict[str, list[dict]]:
+) -> dict[str, list[Row]]:
     """All four pipeline tables for the trace (optionally one stage)."""
     if stage:
         acts = [a for a in acts if a.stage == stage]
@@ -173,7 +189,7 @@ def pipeline_tables(
     passes_rows = pass_table(passes)
     rep = representative(passes, passes_rows)
     layers = layer_table(passes[rep])
-    walls = [r["Wall (ms)"] for r in layers]
+    walls = [r["wall_ms"] for r in layers]
     median_layer = min(range(len(walls)), key=lambda i: abs(walls[i] - statistics.median(walls)))
     return {
         "passes": passes_rows,

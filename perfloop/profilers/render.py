@@ -1,4 +1,4 @@
-"""Writing table rows as Markdown, CSV and JSON."""
+"""Writing typed rows as Markdown (labels, units, formatted numbers), CSV (snake_case keys) and JSON."""
 
 from __future__ import annotations
 
@@ -7,40 +7,48 @@ import io
 import json
 from pathlib import Path
 
+from perfloop.profilers.rows import Column, Row
+
 FORMATS = ("md", "csv", "json")
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4f}".rstrip("0").rstrip(".") if value else "0"
-    return str(value).replace("|", "\\|").replace("; ", "<br>")
+def _md_cell(column: Column, row: Row) -> str:
+    return column.show(row).replace("|", "\\|").replace("; ", "<br>")
 
 
-def markdown(title: str, columns: tuple[str, ...], rows: list[dict]) -> str:
+def markdown(title: str, columns: tuple[Column, ...], rows: list[Row]) -> str:
     """A Markdown table under a `#####` title; `; `-joined cells become line breaks."""
-    lines = [f"##### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = [
+        f"##### {title}",
+        "",
+        "| " + " | ".join(c.header for c in columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row[c]) for c in columns) + " |")
+        lines.append("| " + " | ".join(_md_cell(c, row) for c in columns) + " |")
     if not rows:
         lines.append("| " + " | ".join("" for _ in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
-def to_csv(columns: tuple[str, ...], rows: list[dict]) -> str:
-    """CSV with a header row of the exact column names."""
+def to_csv(columns: tuple[Column, ...], rows: list[Row]) -> str:
+    """CSV with a header row of the columns' snake_case keys and unformatted numbers."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns))
-    writer.writeheader()
-    writer.writerows(rows)
+    writer = csv.writer(buf)
+    writer.writerow([c.key for c in columns])
+    writer.writerows([c.cell(row) for c in columns] for row in rows)
     return buf.getvalue()
 
 
 def write_table(
-    out_dir: Path, name: str, title: str, columns: tuple[str, ...], rows: list[dict], formats: tuple[str, ...]
+    out_dir: Path,
+    name: str,
+    title: str,
+    columns: tuple[Column, ...],
+    rows: list[Row],
+    formats: tuple[str, ...],
 ) -> str:
-    """Write `<out_dir>/<name>.<fmt>` for each format; return the Markdown text."""
+    """Write `<out_dir>/<name>.<fmt>` for each format; return the Markdown text. JSON holds whole rows."""
     out_dir.mkdir(parents=True, exist_ok=True)
     md = markdown(title, columns, rows)
     for fmt in formats:

@@ -10,8 +10,18 @@ from pydantic import BaseModel
 
 from perfloop.engine.models.config import ModelConfig
 from perfloop.profilers.gpus import GpuSpec
+from perfloop.profilers.rows import Column, Row, columns
 
-ROOFLINE_COLUMNS = ("Stage", "Operator", "Family", "GFLOPs", "MB", "Intensity", "Floor (us)", "Bound")
+ROOFLINE_COLUMNS = columns(
+    "stage",
+    "operator",
+    "family",
+    "gflops=GFLOPs",
+    "mb=MB",
+    Column("intensity", "Intensity", "FLOP/B"),
+    "floor_us=Floor",
+    "bound",
+)
 
 
 class OpCost(BaseModel):
@@ -97,7 +107,7 @@ def floor_us(op: OpCost, gpu: GpuSpec) -> float:
     return max(op.flops / (gpu.bf16_tflops * 1e12), op.bytes / (gpu.memory_bandwidth_tbs * 1e12)) * 1e6
 
 
-def roofline_table(costs: list[OpCost], gpu: GpuSpec) -> list[dict]:
+def roofline_table(costs: list[OpCost], gpu: GpuSpec) -> list[Row]:
     """Rows per operator plus a total row per stage."""
     rows = []
     for stage in dict.fromkeys(c.stage for c in costs):
@@ -112,30 +122,30 @@ def roofline_table(costs: list[OpCost], gpu: GpuSpec) -> list[dict]:
             bytes=sum(o.bytes for o in ops),
         )
         row = _row(total, gpu)
-        row["Floor (us)"] = round(sum(floor_us(o, gpu) for o in ops), 2)
+        row["floor_us"] = round(sum(floor_us(o, gpu) for o in ops), 2)
         rows.append(row)
     return rows
 
 
-def _row(op: OpCost, gpu: GpuSpec) -> dict:
+def _row(op: OpCost, gpu: GpuSpec) -> Row:
     ridge = gpu.bf16_tflops / gpu.memory_bandwidth_tbs  # FLOPs per byte where the two limits meet
     intensity = op.flops / op.bytes if op.bytes else 0.0
     return {
-        "Stage": op.stage,
-        "Operator": op.operator,
-        "Family": op.family,
-        "GFLOPs": round(op.flops / 1e9, 3),
-        "MB": round(op.bytes / 1e6, 3),
-        "Intensity": round(intensity, 2),
-        "Floor (us)": round(floor_us(op, gpu), 2),
-        "Bound": "compute" if intensity >= ridge else "memory",
+        "stage": op.stage,
+        "operator": op.operator,
+        "family": op.family,
+        "gflops": round(op.flops / 1e9, 3),
+        "mb": round(op.bytes / 1e6, 3),
+        "intensity": round(intensity, 2),
+        "floor_us": round(floor_us(op, gpu), 2),
+        "bound": "compute" if intensity >= ridge else "memory",
     }
 
 
-ACHIEVED_COLUMNS = ("Stage", "Family", "Measured (us)", "Floor (us)", "MFU %", "MBU %")
+ACHIEVED_COLUMNS = columns("stage", "family", "measured_us", "floor_us=Floor", "mfu_pct=MFU", "mbu_pct=MBU")
 
 
-def achieved(costs: list[OpCost], measured_us: dict[tuple[str, str], float], gpu: GpuSpec) -> list[dict]:
+def achieved(costs: list[OpCost], measured_us: dict[tuple[str, str], float], gpu: GpuSpec) -> list[Row]:
     """MFU / MBU per (stage, family) from measured per-step device time of that family."""
     rows = []
     for (stage, family), us in sorted(measured_us.items()):
@@ -145,12 +155,12 @@ def achieved(costs: list[OpCost], measured_us: dict[tuple[str, str], float], gpu
         flops, nbytes = sum(o.flops for o in ops), sum(o.bytes for o in ops)
         rows.append(
             {
-                "Stage": stage,
-                "Family": family,
-                "Measured (us)": round(us, 2),
-                "Floor (us)": round(sum(floor_us(o, gpu) for o in ops), 2),
-                "MFU %": round(100 * flops / (us * 1e-6) / (gpu.bf16_tflops * 1e12), 2),
-                "MBU %": round(100 * nbytes / (us * 1e-6) / (gpu.memory_bandwidth_tbs * 1e12), 2),
+                "stage": stage,
+                "family": family,
+                "measured_us": round(us, 2),
+                "floor_us": round(sum(floor_us(o, gpu) for o in ops), 2),
+                "mfu_pct": round(100 * flops / (us * 1e-6) / (gpu.bf16_tflops * 1e12), 2),
+                "mbu_pct": round(100 * nbytes / (us * 1e-6) / (gpu.memory_bandwidth_tbs * 1e12), 2),
             }
         )
     return rows

@@ -129,8 +129,16 @@ class FakeBackend:
     def profile(self, side: Side, spec: GoalSpec, out_dir: Path) -> ProfileRecord:
         self.calls.append("profile")
         tables = {
-            "prefill": {"kernel_table": [{"Kernel": "aten::mm", "Share": "60%"}]},
-            "all": {"engine_stats": [{"prefix_cache_hit_rate": 0.0}]},
+            "prefill": {
+                "kernel_table": [
+                    {"row_id": "prefill/kernel_table/aten::mm", "kernel": "aten::mm", "share_pct": 60.0}
+                ]
+            },
+            "all": {
+                "engine_stats": [
+                    {"row_id": "all/engine_stats/counters", "prefix_cache_hit_rate": 0.0, "requests": 4}
+                ]
+            },
         }
         return ProfileRecord(trace="none", tables=tables)
 
@@ -148,7 +156,7 @@ class ScriptedPatcher(Patcher):
 
     def __init__(self, edits: list[Edit], cites: list[str] | None = None) -> None:
         self.edits = list(edits)
-        self.cites = cites if cites is not None else ["prefill/kernel_table#0"]
+        self.cites = cites if cites is not None else ["prefill/kernel_table/aten::mm"]
 
     def propose(self, evidence: Evidence) -> Proposal:
         # Like the playbook, skip what this run already tried (a resumed process starts a fresh script).

@@ -25,7 +25,7 @@ from perfloop.loop.secrets import find_secrets
 
 KEY = "sk-ant-api03-" + "Zq9" * 16
 MODEL = "claude-sonnet-5-5"
-CITES = ["prefill/kernel_table#0", "all/engine_stats#0"]
+CITES = ["prefill/kernel_table/aten::mm", "all/engine_stats/counters"]
 GOOD = """diff --git a/engine.yaml b/engine.yaml
 --- a/engine.yaml
 +++ b/engine.yaml
@@ -109,7 +109,9 @@ def test_good_patch_goes_through_tools_finish_validation_and_review(
     )
     repo = git.Repo(target_repo)
     assert repo.heads[run.manifest.loop_branch].commit.hexsha == patch.commit
-    assert "Cites: prefill/kernel_table#0 all/engine_stats#0" in repo.commit(patch.commit).message
+    assert (
+        "Cites: prefill/kernel_table/aten::mm all/engine_stats/counters" in repo.commit(patch.commit).message
+    )
     assert {
         "rounds/001/agent.json",
         "rounds/001/transcript.json",

@@ -57,7 +57,7 @@ def sandbox(tree: Path, allowed: list[str] | None = None, correctness: str = "tr
         allowed_paths=allowed or ["engine.yaml", "conf/**", "fast.yaml", "new/**"],
         correctness=correctness,
         reference=tree.parent / "reference.json",
-        citeable_rows={"prefill/kernel_table#0"},
+        citeable_rows={"prefill/kernel_table/aten::mm"},
         correctness_timeout_s=2,
     )
 
@@ -66,8 +66,10 @@ def test_good_patch_applies_and_finish_hands_it_in(tree: Path) -> None:
     box = sandbox(tree)
     assert "engine.yaml" in box.call("apply_patch", {"patch": GOOD})
     assert "enable_prefix_caching: true" in (tree / "engine.yaml").read_text()
-    box.call("finish", {"rationale": "reuse shared prefixes", "cited_rows": ["prefill/kernel_table#0"]})
-    assert box.finished is not None and box.finished.cited_rows == ["prefill/kernel_table#0"]
+    box.call(
+        "finish", {"rationale": "reuse shared prefixes", "cited_rows": ["prefill/kernel_table/aten::mm"]}
+    )
+    assert box.finished is not None and box.finished.cited_rows == ["prefill/kernel_table/aten::mm"]
 
 
 def test_patch_outside_allowed_paths_is_refused_and_nothing_changes(tree: Path) -> None:
@@ -126,10 +128,10 @@ def test_reads_stay_inside_the_worktree(tree: Path) -> None:
 def test_bad_calls_come_back_as_errors_the_model_can_read(tree: Path) -> None:
     box = sandbox(tree)
     with pytest.raises(ToolError, match="no change is applied"):
-        box.call("finish", {"rationale": "done", "cited_rows": ["prefill/kernel_table#0"]})
+        box.call("finish", {"rationale": "done", "cited_rows": ["prefill/kernel_table/aten::mm"]})
     box.call("apply_patch", {"patch": GOOD})
-    with pytest.raises(ToolError, match="unknown: \\['decode/made_up#3'\\]"):
-        box.call("finish", {"rationale": "done", "cited_rows": ["decode/made_up#3"]})
+    with pytest.raises(ToolError, match="unknown: \\['decode/made_up/x'\\]"):
+        box.call("finish", {"rationale": "done", "cited_rows": ["decode/made_up/x"]})
     with pytest.raises(ToolError, match="git apply failed"):
         box.call("apply_patch", {"patch": GOOD})  # already applied: the context no longer matches
     with pytest.raises(ToolError, match="not a unified diff"):

@@ -20,7 +20,7 @@ def test_prompt_wait_commit_submit_review(tmp_path: Path, target_repo: Path) -> 
     run = Run.create(spec, FakeBackend(), ExternalPatcher())
     assert run.drive() == "WAITING_FOR_PATCH"
     prompt = (run.root / "rounds/001/prompt.md").read_text()
-    assert "behind" in prompt and "prefill/kernel_table#0" in prompt
+    assert "behind" in prompt and "prefill/kernel_table/aten::mm" in prompt
     assert "perfloop goal submit" in prompt and "engine.yaml" in prompt
 
     # The agent works in the worktree the prompt names, and commits with a Cites: line.
@@ -33,7 +33,7 @@ def test_prompt_wait_commit_submit_review(tmp_path: Path, target_repo: Path) -> 
     agent.git.add("-A")
     actor = git.Actor("agent", "agent@example.com")
     sha = agent.index.commit(
-        "Enable prefix caching\n\nCites: all/engine_stats#0", author=actor, committer=actor
+        "Enable prefix caching\n\nCites: all/engine_stats/counters", author=actor, committer=actor
     ).hexsha
 
     # A fresh process would reopen the run from disk; do the same here.
@@ -41,7 +41,7 @@ def test_prompt_wait_commit_submit_review(tmp_path: Path, target_repo: Path) -> 
     again.submit(None, "", [])
     assert again.drive() == "COMPLETE"  # round 2 measures the target level with the peer
     patch = json.loads((run.root / "rounds/001/patch.json").read_text())
-    assert patch["commit"] == sha and patch["cited_rows"] == ["all/engine_stats#0"]
+    assert patch["commit"] == sha and patch["cited_rows"] == ["all/engine_stats/counters"]
     review = json.loads((run.root / "rounds/001/review.json").read_text())
     assert review["verdict"] == "ADVANCED", review
     assert (run.root / "rounds/001/revalidate.json").exists()

@@ -9,8 +9,11 @@ import pytest
 import yaml
 from conftest import FakeBackend, ScriptedPatcher, make_spec, set_config
 
+from perfloop.ledger.records import ProfileRecord
 from perfloop.ledger.verify import verify_ledger
 from perfloop.loop.machine import Run
+from perfloop.loop.measurement import Side
+from perfloop.loop.spec import GoalSpec
 
 
 def edit_benchmark(tree: Path) -> None:
@@ -78,6 +81,47 @@ def test_a_patch_that_cites_no_table_row_is_rejected(tmp_path: Path, target_repo
     run.drive()
     review = json.loads((run.root / "rounds/001/review.json").read_text())
     assert review["rejected_by"] == ["cites_tables"]
+
+
+EMPTY_ROW = "decode/host_table/launch:graph_launches"
+
+
+class EmptyRowBackend(FakeBackend):
+    """A profile that also holds a row with no measured data (no graph launches, no time)."""
+
+    def profile(self, side: Side, spec: GoalSpec, out_dir: Path) -> ProfileRecord:
+        record = super().profile(side, spec, out_dir)
+        empty = {
+            "row_id": EMPTY_ROW,
+            "section": "launch",
+            "item": "graph launches",
+            "time_ms": 0.0,
+            "count": 0,
+        }
+        record.tables["decode"] = {"host_table": [empty]}
+        return record
+
+
+@pytest.mark.parametrize(
+    ("cites", "evidence"),
+    [
+        (["prefill/kernel_table#0"], "not in this round's profile: ['prefill/kernel_table#0']"),
+        (["prefill/kernel_table/aten::linear"], "not in this round's profile"),
+        ([EMPTY_ROW], f"rows with no measured data: ['{EMPTY_ROW}']"),
+    ],
+    ids=["row-index", "row-not-in-profile", "empty-row"],
+)
+def test_a_patch_citing_a_missing_or_empty_row_is_rejected(
+    tmp_path: Path, target_repo: Path, cites: list[str], evidence: str
+) -> None:
+    spec = make_spec(target_repo, tmp_path, budgets={"max_rounds": 1})
+    patcher = ScriptedPatcher([set_config(enable_prefix_caching=True)], cites=cites)
+    run = Run.create(spec, EmptyRowBackend(), patcher)
+    run.drive()
+    review = json.loads((run.root / "rounds/001/review.json").read_text())
+    assert review["rejected_by"] == ["cites_tables"]
+    gate = next(g for g in review["gates"] if g["gate"] == "cites_tables")
+    assert evidence in gate["evidence"]
 
 
 def test_a_good_candidate_passes_every_gate(tmp_path: Path, target_repo: Path) -> None:

@@ -113,6 +113,8 @@ def test_kill_while_waiting_for_patch(tmp_path: Path, target_repo: Path) -> None
     agent = git.Repo(tree)
     agent.git.add("-A")
     actor = git.Actor("agent", "agent@example.com")
-    agent.index.commit("prefix caching\n\nCites: prefill/kernel_table#0", author=actor, committer=actor)
+    agent.index.commit(
+        "prefix caching\n\nCites: prefill/kernel_table/aten::mm", author=actor, committer=actor
+    )
     assert _finish("submit", str(root)) == "STOPPED COMPLETE"
     _assert_clean(root, target_repo)

@@ -9,6 +9,7 @@ import pytest
 from conftest import make_spec
 
 from perfloop.loop.process_backend import run_profile_job
+from perfloop.profilers.rows import row_id
 
 
 @pytest.mark.slow
@@ -26,7 +27,12 @@ def test_profile_job_captures_a_launched_server(target_repo: Path, tmp_path: Pat
     # The engine inside the server annotated its steps, so the tables split by stage.
     assert {"prefill", "decode"} <= set(record.tables)
     kernel_rows = record.tables["decode"]["kernel_table"]
-    assert any("perfloop/engine/" in row["Python location"] for row in kernel_rows)
+    assert any("perfloop/engine/" in s["site"] for row in kernel_rows for s in row["python_sites"])
+    assert all(
+        row["row_id"] == row_id("decode", "kernel_table", row["kernel"])
+        for row in kernel_rows
+        if not row["folded"]
+    )
     assert (out / "server.log").is_file()
 
 

@@ -27,7 +27,7 @@ def test_analyze_command_writes_and_prints(tmp_path: Path) -> None:
         app, ["profile", "analyze", str(CUDA_TRACE), "--out", str(tmp_path), "--format", "md,json"]
     )
     assert res.exit_code == 0, res.output
-    assert "| Kernel | Category | GPU time |" in res.output
+    assert "| Kernel | Category | Time (ms) | Share (%) | Launches |" in res.output
     assert (tmp_path / "prefill" / "kernel_table.json").exists()
     assert not (tmp_path / "prefill" / "kernel_table.csv").exists()
 
@@ -69,13 +69,14 @@ def test_roofline_and_capacity_commands() -> None:
 def test_pipeline_tables_from_engine_annotations(engine_trace: Path) -> None:
     _, acts = load_activities(engine_trace)
     tables = pipeline_tables(acts, None, stage="decode")
-    assert [list(r) for r in tables["passes"]][0] == list(PASS_COLUMNS)
-    assert tables["passes"][0]["Notes"] == "cold-start"
+    assert list(tables["passes"][0]) == [c.key for c in PASS_COLUMNS]
+    assert tables["passes"][0]["notes"] == "cold-start"
     layers = PRESETS["tiny-qwen3"]["num_hidden_layers"]
-    assert len(tables["layers"]) == layers and list(tables["layers"][0]) == list(LAYER_COLUMNS)
+    assert len(tables["layers"]) == layers and list(tables["layers"][0]) == [c.key for c in LAYER_COLUMNS]
+    assert all(isinstance(r["kernels"], int) for r in tables["layers"])
     flow = tables["compute_flow"]
-    assert flow[0]["dur(us)"] >= flow[-1]["dur(us)"]
-    assert abs(sum(r["%"] for r in flow) - 100) < 0.5
+    assert flow[0]["dur_us"] >= flow[-1]["dur_us"]
+    assert abs(sum(r["share_pct"] for r in flow) - 100) < 0.5
 
 
 def test_url_capture_uses_profile_endpoints(tmp_path: Path) -> None:

@@ -50,11 +50,12 @@ def test_mapping_trace_gives_replays_their_source() -> None:
 def test_tables_on_cuda_trace(tmp_path: Path) -> None:
     result = analyze(CUDA_TRACE, tmp_path, formats=("json",))
     assert set(result) == {"prefill", "decode"}
-    host = {r["Item"]: r for r in result["decode"]["host_table"]}
-    assert host["graph launches"]["Count"] == 1
-    assert host["kernel launches"]["Count"] == 2  # the memcpy launch and the graph launch
-    kernels = {r["Kernel"]: r for r in result["prefill"]["kernel_table"]}
-    assert kernels[GEMM]["Category"] == "gemm"
-    assert kernels[GEMM]["GPU time"] == 0.0302
-    fuse = [r["Pattern"] for r in result["prefill"]["fuse_table"]]
+    host = {r["item"]: r for r in result["decode"]["host_table"]}
+    assert host["graph launches"]["count"] == 1
+    assert host["kernel launches"]["count"] == 2  # the memcpy launch and the graph launch
+    kernels = {r["kernel"]: r for r in result["prefill"]["kernel_table"]}
+    assert kernels[GEMM]["category"] == "gemm"
+    assert kernels[GEMM]["time_ms"] == 0.0302
+    assert kernels[GEMM]["row_id"] == f"prefill/kernel_table/{GEMM}"
+    fuse = [r["pattern"] for r in result["prefill"]["fuse_table"]]
     assert "silu-and-mul" in fuse

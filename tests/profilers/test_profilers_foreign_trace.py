@@ -41,10 +41,11 @@ def test_stages_come_from_attention_anchors(hf_trace: Path) -> None:
 
 
 def test_tables_point_into_transformers(hf_trace: Path, tmp_path: Path) -> None:
-    result = analyze(hf_trace, tmp_path, formats=("json",))
+    # --all: on a loaded machine the tiny model's GEMMs can fall under the 1% fold
+    result = analyze(hf_trace, tmp_path, formats=("json",), show_all=True)
     decode = result["decode"]
-    assert abs(sum(r["Share"] for r in decode["kernel_table"]) - 100) < 0.1
-    sites = " ".join(r["Python location"] for r in decode["kernel_table"])
+    assert abs(sum(r["share_pct"] for r in decode["kernel_table"]) - 100) < 0.1
+    sites = " ".join(s["site"] for r in decode["kernel_table"] for s in r["python_sites"])
     assert "transformers/" in sites
-    gemm = next(r for r in decode["kernel_table"] if r["Category"] == "gemm")
-    assert gemm["Launches"] > 0
+    gemm = next(r for r in decode["kernel_table"] if r["category"] == "gemm")
+    assert gemm["launches"] > 0

@@ -41,7 +41,7 @@ class Proposal:
     """A patcher's answer.
 
     `commit` set: a candidate whose parent is `Evidence.parent_commit`, with the rationale and
-    the cited table rows (`stage/table#index`). `commit` None and `waiting` False: no
+    the cited table rows (row ids `stage/table/name`). `commit` None and `waiting` False: no
     proposal, `reason` says why (the loop stops NO_GO, or BUDGET_LIMITED when
     `budget_limited`: a spend or turn cap ended the patcher). `waiting` True: an external agent
     is working; the loop parks in WAITING_FOR_PATCH until `perfloop goal submit`. `files`:

@@ -16,8 +16,7 @@ from perfloop.engine.config import EngineConfig
 from perfloop.loop import worktrees as wt
 from perfloop.loop.launch import dump_engine_config, load_engine_config
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
-
-Tables = dict[str, dict[str, list[dict[str, Any]]]]
+from perfloop.profilers.rows import ROW_ID, Tables
 
 
 @dataclass
@@ -33,12 +32,8 @@ Rule = Callable[[EngineConfig, Evidence], Finding | None]
 
 
 def _rows(tables: Tables, table: str) -> list[tuple[str, dict[str, Any]]]:
-    """(`stage/table#i`, row) for one table across stages."""
-    return [
-        (f"{stage}/{table}#{i}", row)
-        for stage, by_table in tables.items()
-        for i, row in enumerate(by_table.get(table, []))
-    ]
+    """(row id, row) for one table across stages."""
+    return [(row[ROW_ID], row) for by_table in tables.values() for row in by_table.get(table, [])]
 
 
 def _stats(tables: Tables) -> tuple[str, dict[str, Any]] | None:
@@ -47,8 +42,8 @@ def _stats(tables: Tables) -> tuple[str, dict[str, Any]] | None:
 
 
 def _prefill_rows(tables: Tables) -> list[str]:
-    """The top kernel-table row of each stage that runs prefill work."""
-    return [f"{s}/kernel_table#0" for s in ("prefill", "mixed") if tables.get(s, {}).get("kernel_table")]
+    """The id of the top kernel-table row of each stage that runs prefill work."""
+    return [rows[0][ROW_ID] for s in ("prefill", "mixed") if (rows := tables.get(s, {}).get("kernel_table"))]
 
 
 def _longest_prompt(ev: Evidence) -> int:
@@ -86,16 +81,16 @@ def cuda_graphs(config: EngineConfig, ev: Evidence) -> Finding | None:
         (ref, row)
         for ref, row in _rows(ev.profile.tables, "host_table")
         if ref.startswith("decode/")
-        and row.get("Section") == "verdict"
-        and row.get("Item") in ("launch-bound", "host-bound")
+        and row["section"] == "verdict"
+        and row["item"] in ("launch-bound", "host-bound")
     ]
     if not hits:
         return None
     ref, row = hits[0]
     return Finding(
         {"enforce_eager": False},
-        f"decode host table says {row.get('Item')} ({row.get('Detail')}); CUDA graphs replay decode "
-        "without per-kernel launches (on a device that has them)",
+        f"decode host table says {row['item']} ({row['detail']}, device idle {row['share_pct']:.1f}%); "
+        "CUDA graphs replay decode without per-kernel launches (on a device that has them)",
         [ref],
     )
 

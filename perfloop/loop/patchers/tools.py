@@ -80,7 +80,7 @@ TOOL_SPECS: list[dict[str, Any]] = [
     {
         "name": "finish",
         "description": "End the round. With the change applied: the rationale and the profiler table "
-        "rows (`stage/table#index`) it acts on. With give_up=true: why no change is worth trying.",
+        "rows (`row_id`: `stage/table/name`) it acts on. With give_up=true: why no change is worth trying.",
         "input_schema": {
             "type": "object",
             "properties": {
