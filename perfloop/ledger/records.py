@@ -106,20 +106,6 @@ class GapRecord(Record):
     reason: str
 
 
-class TableRow(Record):
-    """A row of a profiler table, addressable by stage, table and index so patches can cite it."""
-
-    stage: str
-    table: str
-    index: int
-    row: dict[str, Any]
-
-    @property
-    def ref(self) -> str:
-        """The citation key `stage/table#index`."""
-        return f"{self.stage}/{self.table}#{self.index}"
-
-
 class ProfileRecord(Record):
     """PROFILE output: the trace and the analysis tables at the workload's shapes."""
 
@@ -223,7 +209,6 @@ RECORD_MODELS: list[type[Record]] = [
     MetricComparison,
     BenchRecord,
     GapRecord,
-    TableRow,
     ProfileRecord,
     PatchRecord,
     ValidationRecord,

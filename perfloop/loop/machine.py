@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shlex
 import subprocess
 import time
@@ -45,6 +44,7 @@ from perfloop.loop.model_review import ModelReviewer, run_model_review
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
 from perfloop.loop.spec import GoalSpec
 from perfloop.loop.summary import render_summary
+from perfloop.profilers.rows import parse_cites
 
 STOP_REQUEST = "STOP"
 LOCK = ".lock"
@@ -386,7 +386,7 @@ class Run:
                 raise LoopError("--commit: give the candidate SHA (no agent worktree to take it from)")
             sha = wt.resolve_commit(self.repo, rev)
             message = self.repo.commit(sha).message
-            cited = cites or re.findall(r"[\w-]+/[\w-]+#\d+", _trailer(message, "Cites"))
+            cited = cites or parse_cites(_trailer(message, "Cites"))
             proposal = Proposal(
                 commit=sha,
                 reason="external agent commit",
