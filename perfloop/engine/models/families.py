@@ -39,6 +39,6 @@ def family_of(architecture: str) -> ModelFamily:
     return FAMILIES[architecture]
 
 
-LLAMA = register_family(ModelFamily("llama", "LlamaForCausalLM"))
-QWEN2 = register_family(ModelFamily("qwen2", "Qwen2ForCausalLM", qkv_bias=True))
-QWEN3 = register_family(ModelFamily("qwen3", "Qwen3ForCausalLM", qk_norm=True))
+register_family(ModelFamily("llama", "LlamaForCausalLM"))
+register_family(ModelFamily("qwen2", "Qwen2ForCausalLM", qkv_bias=True))
+register_family(ModelFamily("qwen3", "Qwen3ForCausalLM", qk_norm=True))
