@@ -93,3 +93,12 @@ def test_bad_flags_give_one_line_naming_the_flag(words: list[str], named: str) -
     with pytest.raises(ValueError, match=named) as info:
         EngineConfig.from_flags(words)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("command", [["engine", "generate"], ["serve"], ["bench", "run"]])
+def test_every_command_that_starts_an_engine_takes_every_flag(command: list[str]) -> None:
+    from perfloop.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert [flag_name(n) for n in flag_fields() if flag_name(n) not in result.output] == []
