@@ -36,11 +36,13 @@ class Environment(BaseModel):
     hostname: str
     cpu_model: str
     cpu_count: int
+    # CPUs this process may run on (its affinity): what an engine's default torch threads derive from.
+    usable_cpus: int | None = None
     gpu_models: list[str]
     gpu_driver: str | None
     python: str
     torch: str
-    torch_threads: int
+    torch_threads: int  # effective count when collected: an in-process engine's own, once it started
     cuda: str | None
     transformers: str | None
     perfloop: str
@@ -103,6 +105,7 @@ def collect_environment(
     import torch
 
     import perfloop
+    from perfloop.engine.threads import usable_cpus
 
     try:
         import transformers
@@ -115,6 +118,7 @@ def collect_environment(
         hostname=platform.node(),
         cpu_model=_cpu_model(),
         cpu_count=os.cpu_count() or 1,
+        usable_cpus=usable_cpus(),
         gpu_models=gpus,
         gpu_driver=_gpu_driver(),
         python=platform.python_version(),

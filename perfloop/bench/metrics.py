@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 LATENCY_METRICS = ("ttft", "tpot", "itl", "e2el")
 PERCENTILES = (50, 90, 95, 99)
-GOODPUT_METRICS = ("ttft", "tpot", "e2el")
 
 
 class RequestRecord(BaseModel):

@@ -131,9 +131,7 @@ def single_knob_candidates(space: SearchSpace) -> list[dict[str, Any]]:
     return [{}] + [{name: value} for name, values in space.knobs.items() for value in values]
 
 
-def combination_candidates(
-    space: SearchSpace, done: dict[str, Trial], workload_fp: str
-) -> list[dict[str, Any]]:
+def combination_candidates(space: SearchSpace, done: dict[str, Trial]) -> list[dict[str, Any]]:
     """Combinations of the best value of each knob that beat the baseline (top `combine_top`)."""
     by_flags = {json.dumps(t.flags, sort_keys=True): t for t in done.values() if t.status == "ok"}
     base = by_flags.get("{}")
@@ -245,6 +243,6 @@ def run_search(space: SearchSpace, out_dir: Path, on_trial: Any = None) -> list[
     for flags in single_knob_candidates(space):
         visit(flags)
     mine = {t.key: t for t in ordered}
-    for flags in combination_candidates(space, mine, fp):
+    for flags in combination_candidates(space, mine):
         visit(flags)
     return ordered

@@ -19,12 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import click
-import typer
-
 from perfloop.bench.backends.base import Backend
 from perfloop.bench.fingerprint import ContainerInfo
-from perfloop.engine.cli_options import engine_flags
 from perfloop.engine.config import EngineConfig
 
 TargetKind = Literal["url", "command", "engine", "hf", "docker"]
@@ -68,18 +64,10 @@ def parse_target(spec: str) -> Target:
 
 def parse_engine_flags(flags: str) -> EngineConfig:
     """`perfloop engine` flags (a string) into a validated EngineConfig."""
-
-    @engine_flags
-    def _flags(engine_config: EngineConfig) -> EngineConfig:
-        return engine_config
-
-    app = typer.Typer()
-    app.command()(_flags)
-    command = typer.main.get_command(app)
     try:
-        return command.main(shlex.split(flags), standalone_mode=False, prog_name="engine:")
-    except click.ClickException as exc:
-        raise ValueError(f"launch: engine flags: {exc.format_message()}") from exc
+        return EngineConfig.from_flags(shlex.split(flags))
+    except ValueError as exc:
+        raise ValueError(f"launch: {exc}") from exc
 
 
 def parse_hf(value: str) -> tuple[str, str]:
@@ -165,15 +153,5 @@ def open_backend(
 
 
 def engine_launch(config: EngineConfig) -> str:
-    """An `engine:` launch spec reproducing a config (flags that differ from the defaults)."""
-    defaults = EngineConfig(model=config.model)
-    words = ["--model", config.model]
-    for name, value in config.model_dump().items():
-        if name in ("model", "seed") or value == getattr(defaults, name):
-            continue
-        flag = name.replace("_", "-")
-        if isinstance(value, bool):
-            words.append(f"--{flag}" if value else f"--no-{flag}")
-        else:
-            words += [f"--{flag}", str(value)]
-    return "engine:" + shlex.join(words)
+    """The `engine:` launch spec of a config: its flags (only those off their defaults), shell-quoted."""
+    return "engine:" + shlex.join(config.to_flags())

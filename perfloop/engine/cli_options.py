@@ -1,74 +1,80 @@
-"""Engine flags shared by every command that starts the bundled engine."""
+"""Engine flags for every command that starts the bundled engine, derived from EngineConfig's fields."""
 
 from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Any
 
 import typer
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
-from perfloop.engine.config import EngineConfig
+from perfloop.engine.config import EngineConfig, flag_fields, flag_name
 
-_FLAGS: dict[str, Any] = {
-    "model": typer.Option(..., "--model", help="Model directory or preset:NAME."),
-    "dtype": typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
-    "device": typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    "block_size": typer.Option(16, "--block-size", help="Tokens per KV-cache block."),
-    "num_kv_blocks": typer.Option(None, "--num-kv-blocks", help="KV pool size in blocks."),
-    "gpu_memory_utilization": typer.Option(0.9, "--gpu-memory-utilization", help="GPU memory share."),
-    "max_num_seqs": typer.Option(256, "--max-num-seqs", help="Most sequences in one step."),
-    "max_num_batched_tokens": typer.Option(2048, "--max-num-batched-tokens", help="Token budget per step."),
-    "max_model_len": typer.Option(None, "--max-model-len", help="Context limit."),
-    "enable_prefix_caching": typer.Option(
-        True, "--enable-prefix-caching/--no-enable-prefix-caching", help="Prefix caching."
-    ),
-    "enable_chunked_prefill": typer.Option(
-        True, "--enable-chunked-prefill/--no-enable-chunked-prefill", help="Chunked prefill."
-    ),
-    "attention_backend": typer.Option("auto", "--attention-backend", help="auto, torch or triton."),
-    "enforce_eager": typer.Option(False, "--enforce-eager", help="Disable decode CUDA graphs."),
-}
-_TYPES: dict[str, Any] = {
-    "model": str,
-    "dtype": str,
-    "device": str,
-    "block_size": int,
-    "num_kv_blocks": int | None,
-    "gpu_memory_utilization": float,
-    "max_num_seqs": int,
-    "max_num_batched_tokens": int,
-    "max_model_len": int | None,
-    "enable_prefix_caching": bool,
-    "enable_chunked_prefill": bool,
-    "attention_backend": str,
-    "enforce_eager": bool,
-}
+# Newer Typer vendors its own click, so `click.ClickException` would miss its errors: take the base
+# class of typer.BadParameter, whichever click that is.
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _option(name: str, info: FieldInfo) -> inspect.Parameter:
+    """The Typer parameter of one EngineConfig field (a Literal becomes str, its values in the help)."""
+    annotation, help_text = info.annotation, info.description or ""
+    if typing.get_origin(annotation) is typing.Literal:
+        choices = typing.get_args(annotation)
+        annotation, help_text = str, f"{', '.join(choices)}. {help_text}"
+    flag = flag_name(name)
+    decls = f"{flag}/--no-{flag[2:]}" if annotation is bool else flag
+    default = ... if info.is_required() else info.default
+    option = typer.Option(default, decls, help=help_text)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 
 
 def engine_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Give a Typer command the engine flags; it receives them as `engine_config: EngineConfig`.
 
-    The command declares a parameter named `engine_config`; the flags replace it in the
-    signature Typer sees, and are validated into one EngineConfig before the call.
+    The command declares a parameter named `engine_config`; the flags replace it in the signature
+    Typer sees, and are validated into one EngineConfig before the call. A command parameter named
+    like a flag field (e.g. `bench run`'s `torch_threads`) is that flag: the command keeps its own
+    declaration and the value goes both to the command and into the EngineConfig.
     """
     sig = inspect.signature(fn)
     own = [p for p in sig.parameters.values() if p.name != "engine_config"]
-    extra = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=_TYPES[name])
-        for name, opt in _FLAGS.items()
-    ]
+    shared = {p.name for p in own} & set(flag_fields())
+    extra = [_option(name, info) for name, info in flag_fields().items() if name not in shared]
 
     @functools.wraps(fn)
     def wrapper(**kwargs: Any) -> Any:
-        flags = {name: kwargs.pop(name) for name in _FLAGS}
+        flags = {name: kwargs[name] if name in shared else kwargs.pop(name) for name in flag_fields()}
         try:
             config = EngineConfig(**flags)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            message = f"{first['msg']} (got {first['input']!r})"
+            raise typer.BadParameter(message, param_hint=flag_name(str(first["loc"][0]))) from None
         return fn(engine_config=config, **kwargs)
 
     keyword_own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
     wrapper.__signature__ = sig.replace(parameters=keyword_own + extra)  # type: ignore[attr-defined]
     return wrapper
+
+
+@functools.cache
+def _flags_command() -> Any:
+    @engine_flags
+    def _flags(engine_config: EngineConfig) -> EngineConfig:
+        return engine_config
+
+    app = typer.Typer()
+    app.command()(_flags)
+    return typer.main.get_command(app)
+
+
+def parse_flags(words: list[str]) -> EngineConfig:
+    """Engine flag words into a validated EngineConfig, with the CLI's own parser."""
+    try:
+        return _flags_command().main(words, standalone_mode=False, prog_name="engine")
+    except _CLICK_ERROR as exc:
+        raise ValueError(f"engine flags: {exc.format_message()}") from exc

@@ -17,6 +17,7 @@ from perfloop.engine.sampling_params import SamplingParams
 from perfloop.engine.scheduler import Scheduler
 from perfloop.engine.sequence import PLACEHOLDER, Sequence, Status
 from perfloop.engine.stats import EngineStats
+from perfloop.engine.threads import apply_threads
 from perfloop.engine.tokenizer import load_tokenizer
 
 
@@ -35,6 +36,7 @@ class LLMEngine:
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
+        self.torch_threads = apply_threads(config.torch_threads)
         model_dir = resolve_model(config.model, device=pick_device(config.device).type)
         self.model_config = ModelConfig.from_dir(model_dir)
         mc = self.model_config

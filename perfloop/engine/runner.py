@@ -3,6 +3,32 @@
 It owns the weights, the KV cache tensor [2, layers, blocks, block_size, kv_heads, head_dim]
 and the attention backend. On CUDA it sizes the KV pool from free memory after a warm-up
 that measures peak activation memory, and replays decode steps from CUDA graphs.
+
+Pipelining, one step deep (the protocol, in one place)
+------------------------------------------------------
+The host never waits for the device between steps: `LLMEngine.step()` launches step N, then
+turns step N-1's tokens into outputs while the device computes step N.
+
+1. Launch (`ModelRunner.launch`): `step_inputs.build_step_inputs` flattens the batch; the
+   arrays go up in one copy and the step (model, logits, sampling) is enqueued. The sampled
+   tokens stay on the device (`StepHandle.tokens_dev`); a copy into one of two pinned host
+   buffers is enqueued behind them, with an event.
+2. Advance (`LLMEngine._advance`, right after the launch): each sequence that sampled gets a
+   PLACEHOLDER (-1, `sequence.py`) appended to its tokens, `pending_index` = its row in the
+   step's sampled tokens, and the position to fill in later (`StepHandle.positions`). Finishes
+   by length are known now, so such a sequence is never scheduled again.
+3. Next launch: a sequence whose last token is a placeholder decodes it as its input. Its input
+   row holds -1 on the host; `pending_dest`/`pending_src` (`StepIndices`) make the device copy
+   the token from the previous step's `tokens_dev` (a gather, no host sync).
+4. Resolve (`LLMEngine._resolve` of step N-1, after launching N): `StepHandle.tokens()` waits
+   for that step's copy event only; each token replaces its placeholder, `pending_index` is
+   cleared unless a newer step sampled again, stop tokens retire the request (a token computed
+   meanwhile for it is discarded), and full KV blocks enter the prefix cache only now, when no
+   placeholder is left in them.
+
+Invariants: a placeholder is always its sequence's newest token, so only the last input row of
+a sequence can be pending; at most one step is in flight. On the CPU nothing is asynchronous
+(tokens are read right away), but the same protocol runs, so CPU tests cover it.
 """
 
 from __future__ import annotations
@@ -23,6 +49,7 @@ from perfloop.engine.models.decoder import DecoderLM
 from perfloop.engine.models.loader import load_weights
 from perfloop.engine.sampler import sample
 from perfloop.engine.scheduler import ScheduledBatch
+from perfloop.engine.step_inputs import build_step_inputs, pack, unpack
 
 log = logging.getLogger("perfloop.engine")
 CPU_KV_BUDGET_BYTES = 256 << 20
@@ -212,54 +239,23 @@ class ModelRunner:
     ) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, StepIndices]:
         """Flattened input ids, positions, attention metadata and the rows whose logits are sampled.
 
-        Everything is packed into one int64 host array and sent with a single (pinned, async) copy.
+        The host arrays (`step_inputs.py`) go to the device packed in one (pinned, async) copy.
         """
-        bs, seqs, qlens = self.block_size, batch.seqs, batch.num_new_tokens
-        if batch.max_new_tokens == 1:  # decode: one token per sequence, no per-token arrays
-            pos = [s.num_computed for s in seqs]
-            ids = [s.token_ids[p] for s, p in zip(seqs, pos, strict=True)]
-            slots = [s.block_table[p // bs] * bs + p % bs for s, p in zip(seqs, pos, strict=True)]
-            slens = [p + 1 for p in pos]
-        else:
-            spans = [np.arange(s.num_computed, s.num_computed + n) for s, n in zip(seqs, qlens, strict=True)]
-            pos = np.concatenate(spans)
-            ids = [t for s, n in zip(seqs, qlens, strict=True) for t in s.token_ids[s.num_computed :][:n]]
-            slots = np.concatenate(
-                [np.asarray(s.block_table)[p // bs] * bs + p % bs for s, p in zip(seqs, spans, strict=True)]
-            )
-            slens = [s.num_computed + n for s, n in zip(seqs, qlens, strict=True)]
-        width = max(len(s.block_table) for s in seqs)
-        tables = [s.block_table + [0] * (width - len(s.block_table)) for s in seqs]
-        starts = np.cumsum([0, *qlens])
-        rows = [int(starts[i + 1]) - 1 for i, s in enumerate(seqs) if slens[i] == s.num_tokens]
-        # Placeholder inputs (tokens the previous step sampled) are each sequence's last new token.
-        pending = [
-            (int(starts[i + 1]) - 1, s.pending_index)
-            for i, s in enumerate(seqs)
-            if s.pending_index is not None
-        ]
-        dest, src = [d for d, _ in pending], [k for _, k in pending]
-        parts = [ids, pos, slots, slens, starts, np.asarray(tables).ravel(), rows, dest, src]
-        # Every part starts on a 16-byte boundary: Triton compiles one kernel variant per alignment.
-        arrays = [np.asarray(x, dtype=np.int64) for x in parts]
-        padded = [np.pad(a, (0, a.size % 2)) for a in arrays]
-        views = self._upload(np.concatenate(padded)).split([a.size for a in padded])
-        input_ids, positions, slot_mapping, seq_lens, qsl, table_flat, rows_dev, dest_dev, src_dev = (
-            v[: a.size] for v, a in zip(views, arrays, strict=True)
-        )
-        b = len(seqs)
+        host = build_step_inputs(batch.seqs, batch.num_new_tokens, self.block_size)
+        packed, sizes = pack(host)
+        ids, positions, slots, seq_lens, starts, tables, rows, dest, src = unpack(self._upload(packed), sizes)
         meta = AttentionMetadata(
-            slot_mapping=slot_mapping,
-            query_start_loc=qsl.int(),
+            slot_mapping=slots,
+            query_start_loc=starts.int(),
             seq_lens=seq_lens.int(),
-            block_tables=table_flat.view(b, width).int(),
-            query_lens_cpu=list(qlens),
-            seq_lens_cpu=slens,
-            max_query_len=max(qlens),
-            max_seq_len=max(slens),
-            block_size=bs,
+            block_tables=tables.view(host.block_tables.shape).int(),
+            query_lens_cpu=list(batch.num_new_tokens),
+            seq_lens_cpu=host.seq_lens.tolist(),
+            max_query_len=max(batch.num_new_tokens),
+            max_seq_len=int(host.seq_lens.max()),
+            block_size=self.block_size,
         )
-        return input_ids, positions, meta, StepIndices(rows_dev, len(rows) == len(ids), dest_dev, src_dev)
+        return ids, positions, meta, StepIndices(rows, host.samples_every_row, dest, src)
 
     def _upload(self, host: np.ndarray) -> torch.Tensor:
         """Copy one host array to the device through a reused pinned buffer."""

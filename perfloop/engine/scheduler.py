@@ -65,9 +65,6 @@ class Scheduler:
     def add(self, seq: Sequence) -> None:
         self.waiting.append(seq)
 
-    def has_work(self) -> bool:
-        return bool(self.waiting or self.running)
-
     def schedule(self) -> ScheduledBatch:
         """Pick this step's work; may preempt running sequences to make room."""
         batch = ScheduledBatch([], [])

@@ -50,10 +50,6 @@ class Sequence:
         return len(self.token_ids) - len(self.prompt_ids)
 
     @property
-    def output_ids(self) -> list[int]:
-        return self.token_ids[len(self.prompt_ids) :]
-
-    @property
     def num_uncomputed(self) -> int:
         return self.num_tokens - self.num_computed
 

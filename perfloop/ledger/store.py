@@ -19,11 +19,6 @@ MANIFEST = "manifest.json"
 HEAD = "head.json"
 
 
-def sha256_bytes(data: bytes) -> str:
-    """Hex SHA-256 of bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file's contents."""
     digest = hashlib.sha256()

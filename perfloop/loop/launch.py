@@ -6,11 +6,9 @@ from pathlib import Path
 
 import yaml
 
+from perfloop.bench.targets import engine_launch
 from perfloop.engine.config import EngineConfig
 from perfloop.loop.spec import TargetSpec
-
-# Flag spelling of cli_options.engine_flags, so `engine:FLAGS` reads back into the same config.
-_SKIP_DEFAULTS = {"gpu_memory_utilization", "seed"}
 
 
 def load_engine_config(path: Path) -> EngineConfig:
@@ -24,23 +22,6 @@ def dump_engine_config(config: EngineConfig) -> str:
     data = config.model_dump(exclude_defaults=True)
     data["model"] = config.model
     return yaml.safe_dump(data, sort_keys=True)
-
-
-def engine_launch(config: EngineConfig) -> str:
-    """`engine:FLAGS` for a config, every flag the shared engine CLI knows, explicit."""
-    parts: list[str] = []
-    for name, value in config.model_dump().items():
-        if name in _SKIP_DEFAULTS or value is None:
-            continue
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            if name.startswith("enable_"):
-                parts.append(flag if value else "--no-" + flag[2:])
-            elif value:
-                parts.append(flag)
-            continue
-        parts.extend([flag, str(value)])
-    return "engine:" + " ".join(parts)
 
 
 def target_launch(target: TargetSpec, tree: Path) -> str:

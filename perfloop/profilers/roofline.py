@@ -53,53 +53,63 @@ def load_model_config(model: str) -> ModelConfig:
 
 def step_costs(cfg: ModelConfig, batch: int, context: int, stage: str, dtype_bytes: int = 2) -> list[OpCost]:
     """Costs of one step: decode = `batch` new tokens attending to `context` cached tokens each;
-    prefill = `batch` prompts of `context` tokens (causal attention)."""
-    h, inter, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
-    nq, nkv, hd, n_layers = (
-        cfg.num_attention_heads,
-        cfg.num_key_value_heads,
-        cfg.head_dim,
-        cfg.num_hidden_layers,
-    )
-    tokens = batch if stage == "decode" else batch * context
-    b = dtype_bytes
+    prefill = `batch` prompts of `context` tokens (causal attention).
 
-    def gemm(name: str, k: int, n: int, layers: int = n_layers) -> OpCost:
-        # weights read once per step; activations in and out per token
+    The operators are the decoder's; the family's switches (`ModelConfig.qkv_bias`, `qk_norm`,
+    from `engine.models.families`) add their bias reads and q/k norms.
+    """
+    tokens = batch if stage == "decode" else batch * context
+    b, layers = dtype_bytes, cfg.num_hidden_layers
+
+    def gemm(name: str, k: int, n: int, n_layers: int = layers, bias: bool = False) -> OpCost:
+        # weights (and bias) read once per step; activations in and out per token
+        flops = 2.0 * tokens * k * n + (tokens * n if bias else 0)
+        nbytes = (k * n + tokens * (k + n) + (n if bias else 0)) * b
         return OpCost(
-            stage=stage,
-            operator=name,
-            family="gemm",
-            flops=2.0 * tokens * k * n * layers,
-            bytes=float((k * n + tokens * (k + n)) * b * layers),
+            stage=stage, operator=name, family="gemm", flops=flops * n_layers, bytes=float(nbytes * n_layers)
         )
 
-    qkv_out = (nq + 2 * nkv) * hd
-    if stage == "decode":
-        attn_flops = 4.0 * batch * context * nq * hd * n_layers
-        kv_bytes = 2.0 * batch * context * nkv * hd * b * n_layers
-    else:
-        attn_flops = 4.0 * batch * (context * (context + 1) / 2) * nq * hd * n_layers
-        kv_bytes = 2.0 * batch * context * nkv * hd * b * n_layers
-    q_io = 2.0 * tokens * nq * hd * b * n_layers
-    elementwise = 2.0 * tokens * h * b * n_layers * 6  # two norms, two residual adds, rope, act: read+write
+    q, kv = cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim
     return [
-        gemm("qkv_proj", h, qkv_out),
-        OpCost(
-            stage=stage, operator="attention", family="attention", flops=attn_flops, bytes=kv_bytes + q_io
-        ),
-        gemm("o_proj", nq * hd, h),
-        gemm("gate_up_proj", h, 2 * inter),
-        gemm("down_proj", inter, h),
-        OpCost(
-            stage=stage,
-            operator="norms+residual+rope+act",
-            family="other",
-            flops=10.0 * tokens * h * n_layers,
-            bytes=elementwise,
-        ),
-        gemm("lm_head", h, v, layers=1),
+        gemm("qkv_proj", cfg.hidden_size, q + 2 * kv, bias=cfg.qkv_bias),
+        _attention_cost(cfg, batch, context, stage, b),
+        gemm("o_proj", q, cfg.hidden_size),
+        gemm("gate_up_proj", cfg.hidden_size, 2 * cfg.intermediate_size),
+        gemm("down_proj", cfg.intermediate_size, cfg.hidden_size),
+        _elementwise_cost(cfg, tokens, stage, b),
+        gemm("lm_head", cfg.hidden_size, cfg.vocab_size, n_layers=1),
     ]
+
+
+def _attention_cost(cfg: ModelConfig, batch: int, context: int, stage: str, b: int) -> OpCost:
+    """Paged attention: every new token reads the K/V of its context (causal in prefill)."""
+    q, kv, layers = (
+        cfg.num_attention_heads * cfg.head_dim,
+        cfg.num_key_value_heads * cfg.head_dim,
+        cfg.num_hidden_layers,
+    )
+    pairs = batch * context if stage == "decode" else batch * context * (context + 1) / 2
+    tokens = batch if stage == "decode" else batch * context
+    kv_bytes = 2.0 * batch * context * kv * b * layers
+    q_io = 2.0 * tokens * q * b * layers
+    return OpCost(
+        stage=stage,
+        operator="attention",
+        family="attention",
+        flops=4.0 * pairs * q * layers,
+        bytes=kv_bytes + q_io,
+    )
+
+
+def _elementwise_cost(cfg: ModelConfig, tokens: int, stage: str, b: int) -> OpCost:
+    """Two norms, two residual adds, rope and the activation (read + write), plus q/k norms if any."""
+    h, layers = cfg.hidden_size, cfg.num_hidden_layers
+    flops, nbytes = 10.0 * tokens * h * layers, 2.0 * tokens * h * b * layers * 6
+    if cfg.qk_norm:
+        qk = (cfg.num_attention_heads + cfg.num_key_value_heads) * cfg.head_dim
+        flops += 4.0 * tokens * qk * layers
+        nbytes += 2.0 * tokens * qk * b * layers
+    return OpCost(stage=stage, operator="norms+residual+rope+act", family="other", flops=flops, bytes=nbytes)
 
 
 def floor_us(op: OpCost, gpu: GpuSpec) -> float:

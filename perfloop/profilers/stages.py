@@ -32,11 +32,6 @@ def annotation_stage(name: str) -> str | None:
     return None
 
 
-def is_step_window(name: str) -> bool:
-    """Annotations that can delimit one engine step: perfloop's own, or the profiler schedule's."""
-    return name.startswith(STEP_PREFIX) or name.startswith("ProfilerStep#")
-
-
 def step_windows(annotations: list[Event]) -> list[Event]:
     """Step windows in time order: perfloop's step annotations when present, else ProfilerStep#N."""
     own = [a for a in annotations if a.name.startswith(STEP_PREFIX)]

@@ -11,6 +11,8 @@ import git
 import pytest
 import yaml
 
+from perfloop.bench.targets import parse_engine_flags
+from perfloop.engine.config import EngineConfig
 from perfloop.ledger.records import BenchRecord, MetricComparison, ProfileRecord
 from perfloop.loop import worktrees as wt
 from perfloop.loop.measurement import Side
@@ -68,12 +70,18 @@ def make_spec(repo: Path, tmp_path: Path, **over: object) -> GoalSpec:
     return parse_spec(data)
 
 
+def _config(launch: str) -> EngineConfig:
+    """The engine config an `engine:` launch spec starts (launch specs carry only non-default flags)."""
+    return parse_engine_flags(launch.removeprefix("engine:"))
+
+
 def _score(launch: str) -> float:
     """Fake throughput: prefix caching doubles it; a short max_model_len "cheats" higher."""
+    config = _config(launch)
     value = 100.0
-    if "--enable-prefix-caching" in launch:
+    if config.enable_prefix_caching:
         value *= 2
-    if "--max-model-len" in launch:
+    if config.max_model_len is not None:
         value *= 1.5
     return value
 
@@ -90,7 +98,7 @@ class FakeBackend:
         va, vb = self.score(a.launch), self.score(b.launch)
         ratio = vb / va
         req = spec.workload.total_requests() * spec.workload.output_len
-        short = lambda launch: req // 2 if "--max-model-len" in launch else req  # noqa: E731
+        short = lambda launch: req // 2 if _config(launch).max_model_len else req  # noqa: E731
         metrics = {
             "output_throughput": MetricComparison(
                 metric="output_throughput",

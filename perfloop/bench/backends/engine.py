@@ -91,9 +91,3 @@ class EngineBackend:
                     on_done(
                         stream_record(entry.req, entry.st, t0, entry.times, entry.prompt_len, entry.tokens)
                     )
-
-    def abort_all(self) -> None:
-        """Free whatever is still running (after Ctrl-C)."""
-        while self.engine.has_unfinished():
-            for out in self.engine.step():
-                self.engine.abort(out.request_id)

@@ -8,12 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-# Architecture -> (QKV bias, per-head q/k RMSNorm). All three are the same decoder otherwise.
-ARCHITECTURES: dict[str, tuple[bool, bool]] = {
-    "LlamaForCausalLM": (False, False),
-    "Qwen2ForCausalLM": (True, False),
-    "Qwen3ForCausalLM": (False, True),
-}
+from perfloop.engine.models.families import family_of
 
 
 class ModelConfig(BaseModel):
@@ -50,12 +45,9 @@ class ModelConfig(BaseModel):
 
     @classmethod
     def from_hf(cls, raw: dict[str, Any]) -> ModelConfig:
-        archs = raw.get("architectures") or ["<none>"]
-        arch = archs[0]
-        if arch not in ARCHITECTURES:
-            known = ", ".join(ARCHITECTURES)
-            raise ValueError(f"unsupported architecture {arch!r}; perfloop's engine supports {known}")
-        qkv_bias, qk_norm = ARCHITECTURES[arch]
+        """A config.json dict; its architecture must be a registered family."""
+        arch = (raw.get("architectures") or ["<none>"])[0]
+        family = family_of(arch)
         heads = raw["num_attention_heads"]
         # transformers 5 folds rope settings into rope_parameters; older configs use rope_theta/rope_scaling.
         rope = dict(raw.get("rope_parameters") or raw.get("rope_scaling") or {})
@@ -75,8 +67,8 @@ class ModelConfig(BaseModel):
             rope_theta=theta,
             rope_scaling=rope if rope_type != "default" else None,
             tie_word_embeddings=raw.get("tie_word_embeddings", False),
-            qkv_bias=raw.get("attention_bias", qkv_bias) or qkv_bias,
-            qk_norm=qk_norm,
+            qkv_bias=raw.get("attention_bias", family.qkv_bias) or family.qkv_bias,
+            qk_norm=family.qk_norm,
             bos_token_id=raw.get("bos_token_id"),
             eos_token_id=raw.get("eos_token_id"),
         )

@@ -1,7 +1,8 @@
 """The Llama / Qwen2 / Qwen3 decoder over flattened (varlen) tokens and a paged KV cache.
 
-The three architectures differ only in QKV bias (Qwen2) and per-head q/k RMSNorm (Qwen3);
-ModelConfig carries both switches. Q/K/V and gate/up are packed into single matmuls at load.
+The families differ only in switches their `families.py` entry turns on (QKV bias for Qwen2,
+per-head q/k RMSNorm for Qwen3); ModelConfig carries them and the modules below are built from
+them. Q/K/V and gate/up are packed into single matmuls at load.
 A single bf16/fp16 token (batch-1 decode) takes `DecoderLayer.forward_token`: every projection is a
 weight-read-bound GEMV, so the norms, SiLU-mul and residual adds ride inside them (`gemv.py`).
 """

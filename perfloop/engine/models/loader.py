@@ -57,15 +57,28 @@ def load_weights(model: DecoderLM, model_dir: Path) -> None:
                 with torch.no_grad():
                     dest.copy_(f.get_tensor(hf_name))
                 filled.add(f"{name}#{shard}")
-    expected = {f"{n}#{s}" for n in params for s in _shards_of(n)}
+    expected = {f"{n}#{s}" for n in params for _, s in _shards_of(n)}
     missing = sorted(expected - filled)
     if missing:
         raise ValueError(f"checkpoint in {model_dir} lacks {len(missing)} tensors, e.g. {missing[:3]}")
 
 
-def _shards_of(name: str) -> list[int | None]:
-    if "qkv_proj.weight" in name or "qkv_proj.bias" in name:
-        return [0, 1, 2]
-    if "gate_up_proj" in name:
-        return [0, 1]
-    return [None]
+def _shards_of(name: str) -> list[tuple[str, int | None]]:
+    """(HF name fragment, shard) of every checkpoint tensor a parameter is filled from."""
+    packed = [(frag, shard) for frag, (into, shard) in _PACKED.items() if f"{into}." in name]
+    return packed or [("", None)]
+
+
+def checkpoint_shapes(model: DecoderLM) -> dict[str, tuple[int, ...]]:
+    """HF checkpoint tensor names and shapes that `load_weights` fills this model from."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, param in model.named_parameters():
+        hf = name if name.startswith("lm_head.") else "model." + name
+        for frag, shard in _shards_of(name):
+            if shard is None:
+                shapes[hf] = tuple(param.shape)
+                continue
+            rows = _shard_slice(model, name, shard)
+            hf_name = hf.replace(_PACKED[frag][0], frag)
+            shapes[hf_name] = (rows.stop - rows.start, *param.shape[1:])
+    return shapes

@@ -126,36 +126,14 @@ def cache_root() -> Path:
 
 
 def weight_shapes(cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """HF parameter names and shapes of a Llama/Qwen2/Qwen3 decoder."""
-    h, inter, vocab = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
-    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    d = cfg.get("head_dim") or h // heads
-    qwen2, qwen3 = cfg["model_type"] == "qwen2", cfg["model_type"] == "qwen3"
-    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (vocab, h)}
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        shapes |= {
-            p + "self_attn.q_proj.weight": (heads * d, h),
-            p + "self_attn.k_proj.weight": (kv * d, h),
-            p + "self_attn.v_proj.weight": (kv * d, h),
-            p + "self_attn.o_proj.weight": (h, heads * d),
-            p + "mlp.gate_proj.weight": (inter, h),
-            p + "mlp.up_proj.weight": (inter, h),
-            p + "mlp.down_proj.weight": (h, inter),
-            p + "input_layernorm.weight": (h,),
-            p + "post_attention_layernorm.weight": (h,),
-        }
-        if qwen2:
-            shapes |= {
-                p + f"self_attn.{n}_proj.bias": (s,)
-                for n, s in (("q", heads * d), ("k", kv * d), ("v", kv * d))
-            }
-        if qwen3:
-            shapes |= {p + "self_attn.q_norm.weight": (d,), p + "self_attn.k_norm.weight": (d,)}
-    shapes["model.norm.weight"] = (h,)
-    if not cfg["tie_word_embeddings"]:
-        shapes["lm_head.weight"] = (vocab, h)
-    return shapes
+    """HF parameter names and shapes of a config.json dict: those the engine's decoder loads."""
+    from perfloop.engine.models.config import ModelConfig
+    from perfloop.engine.models.decoder import DecoderLM
+    from perfloop.engine.models.loader import checkpoint_shapes
+
+    with torch.device("meta"):  # shapes only: no memory, no init
+        model = DecoderLM(ModelConfig.from_hf(cfg), max_positions=1)
+    return checkpoint_shapes(model)
 
 
 def _random_tensor(name: str, shape: tuple[int, ...], std: float, seed: int, device: str) -> torch.Tensor:
@@ -173,9 +151,24 @@ def materialize(
     """Write preset `name` as a HF model dir (config.json + safetensors, sharded past max_shard_bytes)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
-    cfg = PRESETS[name]
+    write_random_model(PRESETS[name], out, _INIT_STD.get(name, 0.02), seed, device, max_shard_bytes)
+    (out / "perfloop_preset.json").write_text(json.dumps({"preset": name, "seed": seed, "version": _VERSION}))
+    return out
+
+
+def write_random_model(
+    cfg: dict[str, Any],
+    out: Path,
+    std: float = 0.02,
+    seed: int = 0,
+    device: str = "cpu",
+    max_shard_bytes: int = 2 << 30,
+) -> Path:
+    """Write seeded random weights for any config.json dict of a registered family as a HF model dir.
+
+    `cfg` also needs `dtype`, `bos_token_id` and `eos_token_id` (as the presets have).
+    """
     dtype = getattr(torch, cfg["dtype"])
-    std = _INIT_STD.get(name, 0.02)
     out.mkdir(parents=True, exist_ok=True)
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
@@ -191,7 +184,6 @@ def materialize(
     (out / "generation_config.json").write_text(
         json.dumps({"bos_token_id": cfg["bos_token_id"], "eos_token_id": cfg["eos_token_id"]})
     )
-    (out / "perfloop_preset.json").write_text(json.dumps({"preset": name, "seed": seed, "version": _VERSION}))
     return out
 
 
