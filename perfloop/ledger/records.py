@@ -33,6 +33,18 @@ class Event(Record):
     prev_sha256: str
 
 
+class LedgerAnchor(Record):
+    """The ledger head as committed in the target repo (see `perfloop.ledger.anchor`)."""
+
+    run_id: str
+    events: int = Field(ge=1, description="Events in the ledger when anchored.")
+    sha256: str = Field(description="SHA-256 of the last anchored line.")
+    state: str = Field(description="Loop state after the anchored line.")
+    round: int = Field(0, ge=0)
+    branch_head: str = Field(description="Loop branch head when anchored.")
+    final: bool = Field(False, description="The run ended here: no later line is legitimate.")
+
+
 class Manifest(Record):
     """`manifest.json`: what this run is and where it ran."""
 
@@ -218,6 +230,7 @@ class LoopState(Record):
 
 RECORD_MODELS: list[type[Record]] = [
     Event,
+    LedgerAnchor,
     Manifest,
     FreezeRecord,
     MetricComparison,
