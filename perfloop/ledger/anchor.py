@@ -53,9 +53,11 @@ def read_anchor(repo: Path, run_id: str) -> tuple[str, LedgerAnchor] | None:
 
 
 def write_anchor(repo: Path, anchor: LedgerAnchor) -> str:
-    """Commit `anchor` as the new tip of the run's anchor ref; returns the anchor commit."""
+    """Commit `anchor` as the new tip of the run's anchor ref (unless it is the tip already); returns it."""
     ref = anchor_ref(anchor.run_id)
     previous = read_anchor(repo, anchor.run_id)
+    if previous and previous[1] == anchor:
+        return previous[0]
     tree = _git(repo, "hash-object", "-t", "tree", "-w", "--stdin").stdout.strip()
     parents = ["-p", previous[0]] if previous else []
     message = f"{TITLE}\n\n{anchor.model_dump_json()}\n"

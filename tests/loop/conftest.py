@@ -11,6 +11,7 @@ import git
 import pytest
 import yaml
 
+from perfloop.bench.ab import SequentialRule
 from perfloop.ledger.records import BenchRecord, MetricComparison, ProfileRecord
 from perfloop.loop import worktrees as wt
 from perfloop.loop.measurement import Side
@@ -85,7 +86,16 @@ class FakeBackend:
         self.score = score
         self.calls: list[str] = []
 
-    def ab(self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path) -> BenchRecord:
+    def ab(
+        self,
+        a: Side,
+        b: Side,
+        spec: GoalSpec,
+        trials: int,
+        label: str,
+        out_dir: Path,
+        until: SequentialRule | None = None,
+    ) -> BenchRecord:
         self.calls.append(label)
         va, vb = self.score(a.launch), self.score(b.launch)
         ratio = vb / va

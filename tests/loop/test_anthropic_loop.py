@@ -15,12 +15,12 @@ import pytest
 from conftest import FakeBackend, make_spec
 from fake_messages_api import credential, error, message, serve, text, tool, usage
 
-from perfloop.ledger.records import PatchRecord, ReviewRecord
+from perfloop.ledger.records import AgentRecord, ModelReviewRecord, PatchRecord, ReviewRecord, TokenUsage
 from perfloop.ledger.verify import verify_ledger
 from perfloop.loop.machine import Run
-from perfloop.loop.model_review import ModelReviewer, ModelReviewRecord, merge
-from perfloop.loop.patchers.anthropic import AgentRecord, AnthropicPatcher, ApiSettings, MissingKeyError
-from perfloop.loop.pricing import TokenUsage, cost_usd
+from perfloop.loop.model_review import ModelReviewer, merge
+from perfloop.loop.patchers.anthropic import AnthropicPatcher, ApiSettings, MissingKeyError
+from perfloop.loop.pricing import cost_usd
 from perfloop.loop.secrets import find_secrets
 
 KEY = "sk-ant-api03-" + "Zq9" * 16
