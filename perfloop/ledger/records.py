@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64
 
-Verdict = Literal["ADVANCED", "STALLED", "REGRESSED"]
+Verdict = Literal["ADVANCED", "STALLED", "REGRESSED", "REJECTED"]
 GapPosition = Literal["behind", "tied", "ahead"]
 Severity = Literal["blocking", "major", "minor"]
 
@@ -180,6 +180,9 @@ class ReviewRecord(Record):
 
     gates: list[GateResult]
     verdict: Verdict
+    why: str = Field(
+        "", description="The failing gate and metric, e.g. 'no_regression (p99_ttft_ms x1.440 > 1.250)'."
+    )
     rejected_by: list[str] = Field(default_factory=list)
     accepted: bool
 
@@ -191,6 +194,7 @@ class RoundSummary(Record):
     gap: GapRecord | None
     patch: PatchRecord | None
     verdict: Verdict | None
+    why: str = Field("", description="The verdict's reason: failing gate and metric.")
     accepted: bool
     rejected_by: list[str] = Field(default_factory=list)
     branch_head: str

@@ -82,7 +82,7 @@ def _finish(run: Run) -> None:
         console.print(f"[yellow]waiting for a patch[/yellow]: prompt at {run.round_dir / 'prompt.md'}")
         console.print(f"then: perfloop goal submit {run.root}")
         return
-    report = verify_ledger(run.root)
+    report = verify_ledger(run.root, against_branch=True)
     status = "[green]verified[/green]" if report.ok else f"[red]BROKEN at {report.broken}[/red]"
     console.print(f"[bold]{state.state}[/bold]: {state.reason}")
     console.print(f"ledger {status}: {run.root} ({report.events} events)")
@@ -201,10 +201,17 @@ def status(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
         gap = f"{s.gap.median_ratio:.3f} {s.gap.position}" if s.gap else ""
         commit = (s.patch.commit or "")[:12] if s.patch else ""
         rule = (s.patch.rule or s.patch.patcher) if s.patch else ""
-        table.add_row(folder.name, gap, commit, rule, s.verdict or "", ", ".join(s.rejected_by))
+        verdict = f"{s.verdict}: {s.why}" if s.why else s.verdict or ""
+        table.add_row(folder.name, gap, commit, rule, verdict, ", ".join(s.rejected_by))
     console.print(table)
     if loop_run.state.reason:
         console.print(loop_run.state.reason)
+    ledger = verify_ledger(loop_run.root, against_branch=True)  # read-only: never repairs
+    console.print(
+        f"ledger [green]verified[/green] ({ledger.anchor})"
+        if ledger.ok
+        else f"ledger [red]BROKEN[/red] at {ledger.broken}: {ledger.problem}"
+    )
 
 
 @app.command("stop")

@@ -54,6 +54,7 @@ from perfloop.loop.model_review import ModelReviewer, run_model_review
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
 from perfloop.loop.spec import GoalSpec
 from perfloop.loop.summary import render_summary
+from perfloop.loop.verdicts import verdict_line
 
 STOP_REQUEST = "STOP"
 LOCK = ".lock"
@@ -593,10 +594,7 @@ class Run:
         # The optional model review only adds findings to candidates the gates accepted.
         record, extra = run_model_review(self.model_reviewer, inp, review(inp))
         path = self.ledger.write_model(f"rounds/{st.round:03d}/review.json", record)
-        self.notify(
-            f"REVIEW: {record.verdict}"
-            + (f", rejected by {record.rejected_by}" if record.rejected_by else "")
-        )
+        self.notify(f"REVIEW: {verdict_line(record)}")
         self._go(S.RECORD, [path, *extra])
 
     def _do_record(self) -> None:
@@ -614,6 +612,7 @@ class Run:
             gap=gap,
             patch=patch,
             verdict=rec.verdict,
+            why=rec.why,
             accepted=rec.accepted,
             rejected_by=rec.rejected_by,
             branch_head=best,

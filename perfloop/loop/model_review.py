@@ -46,7 +46,7 @@ REVIEW_TOOL: dict[str, Any] = {
     "input_schema": {
         "type": "object",
         "properties": {
-            "verdict": {"type": "string", "enum": ["ADVANCED", "STALLED", "REGRESSED"]},
+            "verdict": {"type": "string", "enum": ["ADVANCED", "STALLED", "REGRESSED", "REJECTED"]},
             "summary": {"type": "string"},
             "findings": {
                 "type": "array",
@@ -156,9 +156,12 @@ def merge(mechanical: ReviewRecord, model: ModelReviewRecord) -> ReviewRecord:
         return mechanical.model_copy(update={"gates": gates})
     if passed:
         return mechanical.model_copy(update={"gates": gates})
-    verdict = model.verdict if model.verdict in ("STALLED", "REGRESSED") else "STALLED"
     return ReviewRecord(
-        gates=gates, verdict=verdict, rejected_by=[*mechanical.rejected_by, GATE], accepted=False
+        gates=gates,
+        verdict="REJECTED",
+        why=f"{GATE} ({gate.evidence[:300]})",
+        rejected_by=[*mechanical.rejected_by, GATE],
+        accepted=False,
     )
 
 

@@ -250,7 +250,7 @@ def test_reviewer_findings_can_reject_a_candidate_the_gates_passed(tmp_path: Pat
         )
         run.drive()
     review = ReviewRecord.model_validate_json(round_file(run, "review.json").read_text())
-    assert not review.accepted and review.rejected_by == ["model_review"] and review.verdict == "STALLED"
+    assert not review.accepted and review.rejected_by == ["model_review"] and review.verdict == "REJECTED"
     assert "special-cases the workload" in review.gates[-1].evidence
 
 
