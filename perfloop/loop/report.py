@@ -134,12 +134,10 @@ def _goal_line(spec: dict[str, Any]) -> float | None:
 def _final_state(ledger: Ledger) -> LoopState | None:
     """The last transition's loop state, or None when the events cannot be read (a broken ledger)."""
     try:
-        events = ledger.events()
-    except ValueError:
+        loops = [e.data["loop"] for e in ledger.events() if e.kind == "transition"]
+        return LoopState.model_validate(loops[-1]) if loops else None
+    except (ValueError, KeyError):
         return None
-    return next(
-        (LoopState.model_validate(e.data["loop"]) for e in reversed(events) if e.kind == "transition"), None
-    )
 
 
 def _interrupted(ledger: Ledger) -> list[dict[str, Any]]:
