@@ -20,7 +20,7 @@ from perfloop.ledger.verify import verify_ledger
 from perfloop.loop.machine import Run
 from perfloop.loop.model_review import ModelReviewer, merge
 from perfloop.loop.patchers.anthropic import AnthropicPatcher, ApiSettings, MissingKeyError
-from perfloop.loop.pricing import cost_usd
+from perfloop.loop.pricing import PRICES_AS_OF, cost_usd
 from perfloop.loop.secrets import find_secrets
 
 KEY = "sk-ant-api03-" + "Zq9" * 16
@@ -230,7 +230,9 @@ def test_benchmark_edit_is_rejected_by_the_mechanical_gate_whatever_the_reviewer
     assert not any(t["name"] == "submit_review" for r in api.requests for t in r["tools"])
     assert git.Repo(target_repo).heads[run.manifest.loop_branch].commit.hexsha == run.manifest.base_commit
     # And were it asked, an ADVANCED verdict adds its gate but cannot flip the rejection.
-    advanced = ModelReviewRecord(model=MODEL, verdict="ADVANCED", summary="looks great")
+    advanced = ModelReviewRecord(
+        model=MODEL, verdict="ADVANCED", summary="looks great", prices_as_of=PRICES_AS_OF
+    )
     merged = merge(review, advanced)
     assert (
         not merged.accepted and merged.verdict == review.verdict and merged.rejected_by == review.rejected_by
