@@ -65,6 +65,14 @@ def _oriented(cmp: Any) -> tuple[float, float, float]:
     return 1 / cmp.median_ratio, 1 / cmp.ci_high, 1 / cmp.ci_low
 
 
+def _save(fig: Any, out: Path) -> Path:
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def plot_rounds(
     rounds: list[dict[str, Any]], metric: str, band: float, goal: float | None, out: Path
 ) -> Path:
@@ -94,11 +102,7 @@ def plot_rounds(
     ax.set_xlabel("round")
     ax.set_ylabel(f"{metric}: median paired ratio (> 1 better)")
     ax.legend(loc="best", fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_revalidation(r: dict[str, Any], band: float, out: Path) -> Path | None:
@@ -117,11 +121,7 @@ def plot_revalidation(r: dict[str, Any], band: float, out: Path) -> Path | None:
     ax.set_xlabel(f"{reval.b_name} / {reval.a_name}: median paired ratio (> 1 better)")
     ax.set_title(f"round {r['number']}: {reval.b_name} vs {reval.a_name}", fontsize=9)
     ax.legend(loc="best", fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def _goal_line(spec: dict[str, Any]) -> float | None:

@@ -57,36 +57,20 @@ def _cycle(values: list[float], n: int = 200) -> list[float]:
     return [values[i % len(values)] for i in range(n)]
 
 
+def _aa(runner, workload, max_trials: int):  # noqa: ANN001, ANN202
+    rule = SequentialRule(metric="output_throughput", max_trials=max_trials, margin=0.05)
+    metrics = ["output_throughput"]
+    return run_ab("http://a", None, workload, trials=4, aa=True, runner=runner, until=rule, metrics=metrics)
+
+
 def test_quiet_aa_is_decisive_at_the_first_check(fake_runner, tiny_workload) -> None:  # noqa: ANN001
-    runner = fake_runner({"http://a": _cycle([100, 101, 99, 100])})
-    rule = SequentialRule(metric="output_throughput", max_trials=12, margin=0.05)
-    ab = run_ab(
-        "http://a",
-        None,
-        tiny_workload,
-        trials=4,
-        aa=True,
-        runner=runner,
-        until=rule,
-        metrics=["output_throughput"],
-    )
+    ab = _aa(fake_runner({"http://a": _cycle([100, 101, 99, 100])}), tiny_workload, 12)
     assert ab.stop_reason == "decisive" and ab.trials == 4
 
 
 def test_planted_noise_makes_aa_unprovable_before_the_budget(fake_runner, tiny_workload) -> None:  # noqa: ANN001
     # A noise source planted in the runner: the same config measures 2x apart between trials.
-    runner = fake_runner({"http://a": _cycle([300, 660, 270, 520, 410])})
-    rule = SequentialRule(metric="output_throughput", max_trials=16, margin=0.05)
-    ab = run_ab(
-        "http://a",
-        None,
-        tiny_workload,
-        trials=4,
-        aa=True,
-        runner=runner,
-        until=rule,
-        metrics=["output_throughput"],
-    )
+    ab = _aa(fake_runner({"http://a": _cycle([300, 660, 270, 520, 410])}), tiny_workload, 16)
     m = ab.metrics["output_throughput"]
     assert ab.stop_reason == "unprovable" and ab.trials < 16
     assert max(1 - m.ci_low, m.ci_high - 1) > 0.05

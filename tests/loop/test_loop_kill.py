@@ -134,10 +134,9 @@ def _events(root: Path) -> list[dict]:
 def test_a_revalidation_killed_mid_trials_leaves_its_trials_on_record(
     tmp_path: Path, target_repo: Path
 ) -> None:
-    artifacts = tmp_path / "artifacts"
-    root = artifacts / RUN
-    proc = _start("create", str(target_repo), str(artifacts), "scripted")
-    _kill_when(proc, root, "REVALIDATE", 1.2)  # two of three trial pairs done
+    root = tmp_path / "artifacts" / RUN
+    _kill_when(_start("create", str(target_repo), str(root.parent), "scripted"), root, "REVALIDATE", 1.2)
+    # Killed with two of three trial pairs done.
     assert _finish("resume", str(root), "scripted") == "STOPPED COMPLETE"
     _assert_clean(root, target_repo)
     interrupted = [e for e in _events(root) if e["kind"] == "interrupted"]
