@@ -78,7 +78,7 @@ def plot_rounds(
 ) -> Path:
     """Per round, from the ledger's medians and intervals (oriented: > 1 is better): target/peer and
     candidate/best, with the A/A noise band around 1 and the goal line; broken records are left out."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
     ax.axhspan(1 - band, 1 + band, color="grey", alpha=0.2, label=f"A/A noise band ±{band:.1%}")
     ax.axhline(1.0, color="grey", lw=0.8)
     if goal is not None:
@@ -100,7 +100,8 @@ def plot_rounds(
             ax.errorbar(xs, mids, yerr=[lows, highs], fmt="o", color=color, label=label, capsize=3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
-    ax.set_ylabel(f"{metric}: median paired ratio (> 1 better)")
+    ax.set_ylabel(f"{metric} ratio (> 1 better)")
+    ax.set_title("median of paired ratios per round, with its interval", fontsize=9)
     ax.legend(loc="best", fontsize=7)
     return _save(fig, out)
 
@@ -112,7 +113,7 @@ def plot_revalidation(r: dict[str, Any], band: float, out: Path) -> Path | None:
     items = [(name, _oriented(c)) for name, c in reval.metrics.items() if consistent(c)]
     if not items:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 0.5 + 0.45 * len(items)))
+    fig, ax = plt.subplots(figsize=(6.4, max(2.4, 0.8 + 0.45 * len(items))))
     ax.axvspan(1 - band, 1 + band, color="grey", alpha=0.2, label=f"A/A noise band ±{band:.1%}")
     ax.axvline(1.0, color="grey", lw=0.8)
     for y, (_name, (mid, low, high)) in enumerate(items):
