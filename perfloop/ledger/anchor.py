@@ -27,6 +27,12 @@ _IDENTITY = {
 }
 
 
+class LedgerBrokenError(Exception):
+    """The ledger fails verification or no longer extends its anchor: the loop refuses to write more.
+
+    Deliberately not a RuntimeError/OSError/ValueError, so no state handler retries it."""
+
+
 def anchor_ref(run_id: str) -> str:
     """The ref holding a run's anchors."""
     return ANCHOR_PREFIX + run_id
@@ -52,12 +58,20 @@ def read_anchor(repo: Path, run_id: str) -> tuple[str, LedgerAnchor] | None:
     return commit, LedgerAnchor.model_validate_json(message.split("\n", 2)[2])
 
 
-def write_anchor(repo: Path, anchor: LedgerAnchor) -> str:
-    """Commit `anchor` as the new tip of the run's anchor ref (unless it is the tip already); returns it."""
+def write_anchor(repo: Path, anchor: LedgerAnchor, lines: list[bytes]) -> str:
+    """Commit `anchor` (the head of `lines`) as the new tip of the run's anchor ref; returns the anchor.
+
+    Anchors only extend: `lines` must still hold the previous anchor's line and a final anchor is
+    never followed, so a rewritten or truncated ledger cannot be laundered into a fresh anchor.
+    """
     ref = anchor_ref(anchor.run_id)
     previous = read_anchor(repo, anchor.run_id)
     if previous and previous[1] == anchor:
         return previous[0]
+    problem = check_anchor(lines, previous[1], ref) if previous else None
+    if problem or (previous and previous[1].final):
+        broken, why = problem or (ref, "is final: the run ended, nothing may be anchored after it")
+        raise LedgerBrokenError(f"refusing to anchor: {broken} {why}")
     tree = _git(repo, "hash-object", "-t", "tree", "-w", "--stdin").stdout.strip()
     parents = ["-p", previous[0]] if previous else []
     message = f"{TITLE}\n\n{anchor.model_dump_json()}\n"

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from perfloop.ledger.anchor import LedgerBrokenError
 from perfloop.ledger.records import RoundSummary
 from perfloop.ledger.runs import resolve_run
 from perfloop.ledger.verify import verify_ledger
@@ -92,7 +93,7 @@ def _finish(run: Run) -> None:
 def _drive(run: Run) -> None:
     try:
         run.drive()
-    except LoopError as exc:
+    except (LoopError, LedgerBrokenError) as exc:
         raise typer.BadParameter(str(exc), param_hint="RUN") from exc
     _finish(run)
 
@@ -178,7 +179,7 @@ def submit(
     loop = _open(run)
     try:
         loop.submit(commit, rationale, cite)
-    except (LoopError, TargetRepoError) as exc:
+    except (LoopError, TargetRepoError, LedgerBrokenError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     _drive(loop)
 
@@ -217,7 +218,10 @@ def status(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
 @app.command("stop")
 def stop(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
     """Abort the run now, or at the next transition when a process is driving it."""
-    console.print(_open(run).stop())
+    try:
+        console.print(_open(run).stop())
+    except LedgerBrokenError as exc:
+        raise typer.BadParameter(str(exc), param_hint="RUN") from exc
 
 
 def report(

@@ -25,7 +25,7 @@ import git
 
 import perfloop
 from perfloop.bench.ab import SequentialRule, higher_is_better
-from perfloop.ledger.anchor import write_anchor
+from perfloop.ledger.anchor import LedgerBrokenError, read_anchor, write_anchor
 from perfloop.ledger.records import (
     Attempt,
     BenchRecord,
@@ -42,6 +42,7 @@ from perfloop.ledger.records import (
     ValidationRecord,
 )
 from perfloop.ledger.store import MANIFEST, Ledger, atomic_write_model, sha256_file
+from perfloop.ledger.verify import verify_ledger
 from perfloop.loop import children
 from perfloop.loop import states as S
 from perfloop.loop import worktrees as wt
@@ -67,6 +68,10 @@ Notify = Callable[[str], None]
 
 class LoopError(RuntimeError):
     """The loop cannot continue as asked (wrong state, run already active)."""
+
+
+class RunBusyError(LoopError):
+    """Another process holds the run's lock."""
 
 
 def new_run_id() -> str:
@@ -180,7 +185,7 @@ class Run:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             fh.close()
-            raise LoopError(f"run {self.manifest.run_id} is being driven by another process") from exc
+            raise RunBusyError(f"run {self.manifest.run_id} is being driven by another process") from exc
         try:
             yield
         finally:
@@ -226,7 +231,15 @@ class Run:
     def _recover(self) -> None:
         """Writer-only, before driving: repair a torn ledger tail, kill a killed driver's children,
         record its interrupted attempt, and bring the branch anchor up to a finished run."""
-        for message in self.ledger.repair_tail():
+        repairs = self.ledger.repair_tail()
+        # Against the branch anchor too, when the run has one (runs older than anchors have none).
+        anchored = read_anchor(Path(self.manifest.target_repo), self.manifest.run_id) is not None
+        report = verify_ledger(self.root, against_branch=anchored)
+        if not report.ok:
+            raise LedgerBrokenError(
+                f"ledger broken at {report.broken}: {report.problem}; refusing to continue"
+            )
+        for message in repairs:
             self.notify(f"ledger: {message}")
             self.state = self._last_state()
             self.ledger.append("repair", self.state.state, round=self.state.round, data={"repair": message})
@@ -298,7 +311,7 @@ class Run:
                 self._recover()
                 self._go(S.ABORTED, reason="stopped by `perfloop goal stop`")
                 return S.ABORTED
-        except LoopError:
+        except RunBusyError:
             (self.root / STOP_REQUEST).write_text("stop\n")
             return "STOP requested"
 
@@ -688,7 +701,7 @@ def _anchor(ledger: Ledger, manifest: Manifest, state: LoopState) -> None:
         branch_head=state.branch_head,
         final=state.state in S.TERMINAL,
     )
-    write_anchor(Path(manifest.target_repo), anchor)
+    write_anchor(Path(manifest.target_repo), anchor, ledger.raw_lines())
 
 
 def target_launch_at(run: Run, commit: str) -> str:

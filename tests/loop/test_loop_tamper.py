@@ -13,6 +13,7 @@ from conftest import FakeBackend, ScriptedPatcher, make_spec, set_config
 from typer.testing import CliRunner
 
 from perfloop.cli import app
+from perfloop.ledger.anchor import LedgerBrokenError, read_anchor, write_anchor
 from perfloop.ledger.records import GENESIS, Event
 from perfloop.ledger.store import HEAD, Ledger, canonical_line, head_of, sha256_bytes, sha256_file
 from perfloop.ledger.verify import verify_ledger
@@ -135,6 +136,23 @@ def test_every_tamper_is_named_and_stays_broken(tmp_path: Path, target_repo: Pat
     text = (run.root / "report.md").read_text()
     assert f"**BROKEN** at {broken}" in text and "Ledger: verified" not in text
     assert not verify_ledger(run.root, against_branch=True).ok
+    # Nor does a writer carry on from it, or move the anchor to it.
+    anchor = read_anchor(target_repo, "test-run")
+    with pytest.raises(LedgerBrokenError, match="refusing to continue"):
+        Run(run.root, FakeBackend(), ScriptedPatcher([])).drive()
+    assert read_anchor(target_repo, "test-run") == anchor
+
+
+def test_an_anchor_never_moves_to_a_ledger_that_does_not_extend_it(tmp_path: Path, target_repo: Path) -> None:
+    run = _run(tmp_path, target_repo)
+    lines = run.ledger.raw_lines()
+    _commit, final = read_anchor(target_repo, "test-run")
+    later = final.model_copy(update={"events": final.events + 1, "sha256": "0" * 64})
+    with pytest.raises(LedgerBrokenError, match="after the run ended"):
+        write_anchor(target_repo, later, [*lines, b"{}\n"])
+    earlier = final.model_copy(update={"events": 3, "final": False})
+    with pytest.raises(LedgerBrokenError, match="lines removed"):
+        write_anchor(target_repo, earlier, lines[:3])
 
 
 def test_every_recorded_file_edit_is_named(tmp_path: Path, target_repo: Path) -> None:
