@@ -95,6 +95,9 @@ class SequentialRule(BaseModel):
         return "budget" if pairs >= self.max_trials else None
 
 
+Until = SequentialRule | None  # a comparison's stopping rule; None: exactly the trials asked for
+
+
 class ABResult(BaseModel):
     """An A/B (or A/A) comparison the loop reads."""
 

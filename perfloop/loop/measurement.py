@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from perfloop.bench.ab import SequentialRule
+from perfloop.bench.ab import Until
 from perfloop.ledger.records import BenchRecord, ProfileRecord
 from perfloop.loop.spec import GoalSpec
 
@@ -28,14 +28,7 @@ class Backend(Protocol):
     """Measurement services the loop calls."""
 
     def ab(
-        self,
-        a: Side,
-        b: Side,
-        spec: GoalSpec,
-        trials: int,
-        label: str,
-        out_dir: Path,
-        until: SequentialRule | None = None,
+        self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path, until: Until = None
     ) -> BenchRecord:
         """Interleaved A/B on the frozen workload; ratios are B/A with bootstrap intervals.
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from perfloop.bench.ab import SequentialRule
+from perfloop.bench.ab import SequentialRule, Until
 from perfloop.bench.fingerprint import collect_environment
 from perfloop.bench.result import BenchResult
 from perfloop.bench.workloads import WorkloadSpec
@@ -67,14 +67,7 @@ class ProcessBackend:
         return json.loads(out_path.read_text())
 
     def ab(
-        self,
-        a: Side,
-        b: Side,
-        spec: GoalSpec,
-        trials: int,
-        label: str,
-        out_dir: Path,
-        until: SequentialRule | None = None,
+        self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path, until: Until = None
     ) -> BenchRecord:
         """Interleaved A/B (`a` == `b` gives the A/A run) in a fresh process."""
         job = {
@@ -126,7 +119,7 @@ def _tokens(paths: list[str], side: str) -> tuple[int, int]:
 
 def run_ab_job(job: dict[str, Any]) -> BenchRecord:
     """Child side of `ab`: run the benchmark's interleaved trials and summarise them as a record."""
-    from perfloop.bench.ab import SequentialRule, run_ab
+    from perfloop.bench.ab import run_ab
 
     spec = GoalSpec.model_validate(job["spec"])
     metrics = [spec.metric, *spec.tolerances.other_metrics]

@@ -11,7 +11,7 @@ import git
 import pytest
 import yaml
 
-from perfloop.bench.ab import SequentialRule
+from perfloop.bench.ab import Until
 from perfloop.ledger.records import BenchRecord, MetricComparison, ProfileRecord
 from perfloop.loop import worktrees as wt
 from perfloop.loop.measurement import Side
@@ -87,14 +87,7 @@ class FakeBackend:
         self.calls: list[str] = []
 
     def ab(
-        self,
-        a: Side,
-        b: Side,
-        spec: GoalSpec,
-        trials: int,
-        label: str,
-        out_dir: Path,
-        until: SequentialRule | None = None,
+        self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path, until: Until = None
     ) -> BenchRecord:
         self.calls.append(label)
         va, vb = self.score(a.launch), self.score(b.launch)
