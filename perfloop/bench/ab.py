@@ -12,6 +12,15 @@ drawn from the seed with as many A-first as B-first pairs. Per metric, the ratio
 B / A per pair; the report is the median ratio with a bootstrap 95% interval of that
 median, and a verdict for B: "faster" / "slower" when the whole interval is on one side
 of 1 (beyond `threshold`), else "within noise". `aa=True` runs A against itself.
+
+Sequential trials (`until`): after the first `trials` pairs, pairs are added two at a time (one AB,
+one BA) until the interval of `until.metric` is decisive or `until.max_trials` is spent. For an A/B,
+decisive means no decision bar lies inside the interval; for an A/A, that the band (the interval's
+half-width around 1) is below `until.margin`, or cannot get below it within the budget (the band
+shrinks about as 1/sqrt(pairs), so a band of b after n pairs projects to b*sqrt(n/max) at the
+budget): then the goal is unprovable on this host and the trials stop early. `min_trial_s` sizes
+a trial by duration: a side's trial repeats its run until that many measured seconds have passed,
+and its value is the median of the repeats.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from perfloop.bench.result import BenchResult
 from perfloop.bench.runner import BenchSpec, resolve_workload, run_benchmark
@@ -30,6 +39,7 @@ from perfloop.bench.targets import parse_target
 from perfloop.bench.workloads import WorkloadSpec
 
 Verdict = Literal["faster", "slower", "within noise"]
+StopReason = Literal["fixed", "decisive", "budget", "unprovable"]
 DEFAULT_METRICS = (
     "output_throughput",
     "request_throughput",
@@ -62,6 +72,32 @@ class MetricComparison(BaseModel):
     verdict: Verdict
 
 
+class SequentialRule(BaseModel):
+    """When sequential trials stop (see the module docstring); bars are B/A ratios of `metric`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str
+    max_trials: int = Field(ge=2, description="Trial budget: pairs at most.")
+    bars: list[float] = Field(default_factory=list, description="A/B: decision bars the interval must clear.")
+    margin: float | None = Field(None, gt=0, description="A/A: the band must get below this margin.")
+
+    def stop(self, cmp: MetricComparison, pairs: int) -> StopReason | None:
+        """Why to stop after `pairs` pairs, or None to measure on."""
+        if self.margin is not None:
+            band = max(1 - cmp.ci_low, cmp.ci_high - 1)
+            if band <= self.margin:
+                return "decisive"
+            if band * (pairs / self.max_trials) ** 0.5 > self.margin:
+                return "unprovable"
+        elif not any(cmp.ci_low <= bar <= cmp.ci_high for bar in self.bars):
+            return "decisive"
+        return "budget" if pairs >= self.max_trials else None
+
+
+Until = SequentialRule | None  # a comparison's stopping rule; None: exactly the trials asked for
+
+
 class ABResult(BaseModel):
     """An A/B (or A/A) comparison the loop reads."""
 
@@ -76,6 +112,7 @@ class ABResult(BaseModel):
     threshold: float
     confidence: float
     order: list[str]
+    stop_reason: StopReason = "fixed"
     workload_fingerprint: str
     metrics: dict[str, MetricComparison]
     result_files: list[str]
@@ -132,6 +169,11 @@ def compare_metric(
     )
 
 
+def _more_pairs(done: int, seed: int) -> list[str]:
+    """The next block of two pairs (one AB, one BA, order drawn from the seed) after `done` pairs."""
+    return trial_order(2, seed * 7919 + done)
+
+
 def run_ab(
     a: str,
     b: str | None,
@@ -144,6 +186,8 @@ def run_ab(
     confidence: float = 0.95,
     out_dir: Path | str | None = None,
     runner: Callable[[BenchSpec], BenchResult] = run_benchmark,
+    until: SequentialRule | None = None,
+    min_trial_s: float = 0.0,
     **bench_options: Any,
 ) -> ABResult:
     """Run interleaved trials of A and B (or A twice with `aa`) and compare them."""
@@ -157,26 +201,28 @@ def run_ab(
     order = trial_order(trials, seed)
     values: dict[str, dict[str, list[float]]] = {"A": {m: [] for m in metrics}, "B": {m: [] for m in metrics}}
     files: list[str] = []
-    for i, side in enumerate(order):
-        output = None
-        if out_dir is not None:
-            output = str(Path(out_dir) / f"trial{i // 2:02d}-{side}.json")
-            files.append(output)
-        spec = BenchSpec(
-            launch=a if side == "A" else b,
-            workload=workload,
-            label=f"ab-{side}",
-            output=output,
-            **bench_options,
+    launches = {"A": a, "B": b}
+    stop: StopReason = "fixed"
+    i = 0
+    while i < len(order):
+        side = order[i]
+        trial = _run_trial(
+            launches[side], side, i // 2, workload, out_dir, runner, min_trial_s, bench_options
         )
-        result = runner(spec)
-        if result.perfloop.workload_fingerprint != workload.fingerprint():
-            raise RuntimeError("workload fingerprint changed between trials; the comparison would be unfair")
+        files += trial.files
         for m in metrics:
-            value = result.metric(m)
-            if value is None:
-                raise ValueError(f"metrics: {m} is not a result metric (or unset in this run)")
-            values[side][m].append(value)
+            values[side][m].append(trial.metric(m))
+        i += 1
+        if until is None or i < len(order):
+            continue
+        cmp = compare_metric(
+            until.metric, values["A"][until.metric], values["B"][until.metric], threshold, confidence, seed
+        )
+        reason = until.stop(cmp, i // 2)
+        if reason is None:
+            order += _more_pairs(i // 2, seed)
+        else:
+            stop = reason
     compared = {
         m: compare_metric(m, values["A"][m], values["B"][m], threshold, confidence, seed) for m in metrics
     }
@@ -184,12 +230,53 @@ def run_ab(
         a=a,
         b=b,
         aa=aa,
-        trials=trials,
+        trials=len(order) // 2,
         seed=seed,
         threshold=threshold,
         confidence=confidence,
         order=order,
+        stop_reason=stop,
         workload_fingerprint=workload.fingerprint(),
         metrics=compared,
         result_files=files,
     )
+
+
+class _Trial:
+    """One side's trial: the results of its repeats and the files they wrote."""
+
+    def __init__(self) -> None:
+        self.results: list[BenchResult] = []
+        self.files: list[str] = []
+
+    def metric(self, name: str) -> float:
+        found = [r.metric(name) for r in self.results]
+        if any(v is None for v in found):
+            raise ValueError(f"metrics: {name} is not a result metric (or unset in this run)")
+        return float(np.median(np.asarray(found, dtype=float)))
+
+
+def _run_trial(
+    launch: str,
+    side: str,
+    index: int,
+    workload: WorkloadSpec,
+    out_dir: Path | str | None,
+    runner: Callable[[BenchSpec], BenchResult],
+    min_trial_s: float,
+    bench_options: dict[str, Any],
+) -> _Trial:
+    """Run `launch` once, or repeatedly until `min_trial_s` measured seconds have passed."""
+    trial = _Trial()
+    while not trial.results or sum(r.duration for r in trial.results) < min_trial_s:
+        output = None
+        if out_dir is not None:
+            repeat = f"-r{len(trial.results)}" if trial.results else ""
+            output = str(Path(out_dir) / f"trial{index:02d}-{side}{repeat}.json")
+            trial.files.append(output)
+        spec = BenchSpec(launch=launch, workload=workload, label=f"ab-{side}", output=output, **bench_options)
+        result = runner(spec)
+        if result.perfloop.workload_fingerprint != workload.fingerprint():
+            raise RuntimeError("workload fingerprint changed between trials; the comparison would be unfair")
+        trial.results.append(result)
+    return trial

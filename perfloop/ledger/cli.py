@@ -16,12 +16,23 @@ console = Console()
 
 
 @app.command("verify")
-def verify(run: str = typer.Argument(..., help="Run folder, or a run id under artifacts/.")) -> None:
-    """Check the hash chain of events.jsonl and every recorded file; name the first broken record."""
+def verify(
+    run: str = typer.Argument(..., help="Run folder, or a run id under artifacts/."),
+    against_branch: bool = typer.Option(
+        False, "--against-branch", help="Also check the head anchored in the target repo at each RECORD."
+    ),
+) -> None:
+    """Check the hash chain of events.jsonl and every recorded file; name the first broken record.
+
+    Read-only: it never repairs anything.
+    """
     root = resolve_run(run)
-    report = verify_ledger(root)
+    report = verify_ledger(root, against_branch=against_branch)
     if report.ok:
-        console.print(f"[green]ledger ok[/green]: {root} ({report.events} events, {report.files} files)")
+        anchored = f"; anchor {report.anchor}" if report.anchor else ""
+        console.print(
+            f"[green]ledger ok[/green]: {root} ({report.events} events, {report.files} files{anchored})"
+        )
         return
     console.print(f"[red]ledger broken[/red]: {report.broken}: {report.problem}")
     raise typer.Exit(code=1)

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64
 
-Verdict = Literal["ADVANCED", "STALLED", "REGRESSED"]
+Verdict = Literal["ADVANCED", "STALLED", "REGRESSED", "REJECTED"]
 GapPosition = Literal["behind", "tied", "ahead"]
+Severity = Literal["blocking", "major", "minor"]
 
 
 class Record(BaseModel):
@@ -31,6 +32,18 @@ class Event(Record):
     data: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict, description="Path under the run root -> SHA-256.")
     prev_sha256: str
+
+
+class LedgerAnchor(Record):
+    """The ledger head as committed in the target repo (see `perfloop.ledger.anchor`)."""
+
+    run_id: str
+    events: int = Field(ge=1, description="Events in the ledger when anchored.")
+    sha256: str = Field(description="SHA-256 of the last anchored line.")
+    state: str = Field(description="Loop state after the anchored line.")
+    round: int = Field(0, ge=0)
+    branch_head: str = Field(description="Loop branch head when anchored.")
+    final: bool = Field(False, description="The run ended here: no later line is legitimate.")
 
 
 class Manifest(Record):
@@ -84,7 +97,8 @@ class BenchRecord(Record):
     a_launch: str
     b_launch: str
     workload_fingerprint: str
-    trials: int
+    trials: int = Field(description="Pairs measured (sequential trials stop when decisive).")
+    stop_reason: str = Field("fixed", description="fixed, decisive, budget or unprovable.")
     metrics: dict[str, MetricComparison]
     requested_output_tokens: int
     achieved_output_tokens_a: int
@@ -152,6 +166,9 @@ class ReviewRecord(Record):
 
     gates: list[GateResult]
     verdict: Verdict
+    why: str = Field(
+        "", description="The failing gate and metric, e.g. 'no_regression (p99_ttft_ms x1.440 > 1.250)'."
+    )
     rejected_by: list[str] = Field(default_factory=list)
     accepted: bool
 
@@ -163,6 +180,7 @@ class RoundSummary(Record):
     gap: GapRecord | None
     patch: PatchRecord | None
     verdict: Verdict | None
+    why: str = Field("", description="The verdict's reason: failing gate and metric.")
     accepted: bool
     rejected_by: list[str] = Field(default_factory=list)
     branch_head: str
@@ -187,6 +205,15 @@ class CorrectnessReport(Record):
     details: dict[str, str] = Field(default_factory=dict)
 
 
+class Attempt(Record):
+    """`attempt.json`: the state a driver process is running (left behind when it is killed)."""
+
+    state: str
+    round: int = 0
+    pid: int
+    started: float
+
+
 class LoopState(Record):
     """The resumable position of the state machine (carried by every transition event)."""
 
@@ -202,8 +229,82 @@ class LoopState(Record):
     tried_rules: list[str] = Field(default_factory=list)
 
 
+# API spend of model-backed patchers and reviewers.
+
+
+class TokenUsage(BaseModel):
+    """Token counts as the Messages API reports them in `usage` (summed over calls)."""
+
+    model_config = ConfigDict(extra="forbid")
+    input_tokens: int = Field(0, ge=0, description="Uncached input tokens.")
+    output_tokens: int = Field(0, ge=0)
+    cache_creation_input_tokens: int = Field(0, ge=0, description="Input tokens written to the cache.")
+    cache_read_input_tokens: int = Field(0, ge=0, description="Input tokens read from the cache.")
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_creation_input_tokens=self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+            cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
+        )
+
+
+class RunSpend(Record):
+    """API spend of a run so far, summed from its rounds' agent and model-review records."""
+
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    usd: float = 0.0
+
+
+class AgentRecord(Record):
+    """`agent.json`: one round of the agent patcher, for the ledger."""
+
+    model: str
+    turns: int = Field(description="API responses received this round.")
+    calls: list[TokenUsage] = Field(description="Usage of each response, as the API reported it.")
+    usage: TokenUsage = Field(description="Sum of `calls`.")
+    usd: float = Field(description="Estimated cost of `calls`, each priced on its own (pricing.py).")
+    prices_as_of: str
+    wall_s: float
+    stop: str = Field(
+        description="finished, gave_up, turn_cap, output_token_cap, usd_cap, refusal, interrupted, ..."
+    )
+    detail: str
+    tool_calls: dict[str, int] = Field(default_factory=dict)
+    refusals: list[str] = Field(default_factory=list, description="Tool calls the sandbox refused.")
+    transcript_file: str
+    resumed_calls: int = Field(0, description="Calls of an interrupted attempt of this round, in `calls`.")
+
+
+class ModelFinding(BaseModel):
+    """One finding of the model reviewer."""
+
+    severity: Severity
+    title: str
+    evidence: str = Field(description="Which artifact shows it (path, diff hunk, table row).")
+
+
+class ModelReviewRecord(Record):
+    """`model_review.json`: the model's verdict, or why there is none, with its cost."""
+
+    model: str
+    verdict: Verdict | None
+    summary: str = ""
+    findings: list[ModelFinding] = Field(default_factory=list)
+    error: str | None = Field(None, description="Set when no valid review was had; the gate then fails.")
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    usd: float = 0.0
+    prices_as_of: str = Field(description="Date of the price table the cost was estimated with.")
+    wall_s: float = 0.0
+    read: list[str] = Field(
+        default_factory=list, description="Run-relative artifacts the prompt was built from."
+    )
+
+
 RECORD_MODELS: list[type[Record]] = [
     Event,
+    LedgerAnchor,
     Manifest,
     FreezeRecord,
     MetricComparison,
@@ -217,5 +318,11 @@ RECORD_MODELS: list[type[Record]] = [
     RoundSummary,
     ValidationReference,
     CorrectnessReport,
+    Attempt,
     LoopState,
+    TokenUsage,
+    RunSpend,
+    AgentRecord,
+    ModelFinding,
+    ModelReviewRecord,
 ]

@@ -19,6 +19,11 @@ MANIFEST = "manifest.json"
 HEAD = "head.json"
 
 
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file's contents."""
     digest = hashlib.sha256()
@@ -69,8 +74,20 @@ def canonical_line(event: Event) -> bytes:
 
 
 def head_of(lines: list[bytes]) -> dict[str, Any]:
-    """What `head.json` holds for these lines; it anchors the last line, which no later line hashes."""
-    return {"events": len(lines), "sha256": hashlib.sha256(lines[-1]).hexdigest() if lines else GENESIS}
+    """What `head.json` holds for these lines: their count, the SHA-256 of the last line and the line
+    itself (it anchors the last line, which no later line hashes; written before the line, so a
+    kill between the two writes can be rolled forward and never needs re-anchoring)."""
+    if not lines:
+        return {"events": 0, "sha256": GENESIS, "line": ""}
+    return {"events": len(lines), "sha256": sha256_bytes(lines[-1]), "line": lines[-1].decode()}
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        Event.model_validate_json(line)
+    except ValueError:
+        return False
+    return True
 
 
 class Ledger:
@@ -96,23 +113,33 @@ class Ledger:
         """Every complete event, in order."""
         return [Event.model_validate_json(line) for line in self.raw_lines()]
 
-    def repair_tail(self) -> bool:
-        """After a crash: drop a torn last line and bring `head.json` up to the last line.
+    def repair_tail(self) -> list[str]:
+        """After a crash, before appending: drop a torn (unparseable) last line and finish an append that
+        `head.json` announced but the kill cut off. Never re-anchors a complete line: a complete line
+        that `head.json` does not anchor is left for `ledger verify` to name.
 
-        True when something was repaired.
+        Returns one message per repair made (empty when nothing needed repair).
         """
         if not self.events_path.exists():
-            return False
+            return []
+        done: list[str] = []
         data = self.events_path.read_bytes()
-        repaired = False
-        if data and not data.endswith(b"\n"):
-            atomic_write_bytes(self.events_path, data[: data.rfind(b"\n") + 1])
-            repaired = True
+        tail = data[data.rfind(b"\n") + 1 :]
+        if tail and not _parses(tail):
+            atomic_write_bytes(self.events_path, data[: len(data) - len(tail)])
+            done.append(f"dropped a torn last line of {EVENTS} ({len(tail)} bytes, unparseable)")
         lines = self.raw_lines()
-        if lines and self.head() != head_of(lines):
-            self._write_head(lines)
-            repaired = True
-        return repaired
+        head = self.head() or {}
+        pending = str(head.get("line", "")).encode()
+        prev = sha256_bytes(lines[-1]) if lines else GENESIS
+        announced = head.get("events") == len(lines) + 1 and sha256_bytes(pending) == head.get("sha256")
+        if announced and _parses(pending) and Event.model_validate_json(pending).prev_sha256 == prev:
+            with open(self.events_path, "ab") as fh:
+                fh.write(pending)
+                fh.flush()
+                os.fsync(fh.fileno())
+            done.append(f"finished appending line {len(lines) + 1}, which {HEAD} had announced")
+        return done
 
     def head(self) -> dict[str, Any] | None:
         """The anchor `head.json`: event count and the SHA-256 of the last line."""
@@ -162,11 +189,12 @@ class Ledger:
             prev_sha256=prev,
         )
         self.root.mkdir(parents=True, exist_ok=True)
+        # head.json first: a kill before the line lands leaves an announced line `repair_tail` finishes.
+        self._write_head([*lines, canonical_line(event)])
         with open(self.events_path, "ab") as fh:
             fh.write(canonical_line(event))
             fh.flush()
             os.fsync(fh.fileno())
-        self._write_head([*lines, canonical_line(event)])
         return event
 
     def write_model(self, rel: str, model: BaseModel) -> Path:

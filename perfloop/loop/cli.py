@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from perfloop.ledger.anchor import LedgerBrokenError
 from perfloop.ledger.records import RoundSummary
 from perfloop.ledger.runs import resolve_run
 from perfloop.ledger.verify import verify_ledger
@@ -82,7 +83,7 @@ def _finish(run: Run) -> None:
         console.print(f"[yellow]waiting for a patch[/yellow]: prompt at {run.round_dir / 'prompt.md'}")
         console.print(f"then: perfloop goal submit {run.root}")
         return
-    report = verify_ledger(run.root)
+    report = verify_ledger(run.root, against_branch=True)
     status = "[green]verified[/green]" if report.ok else f"[red]BROKEN at {report.broken}[/red]"
     console.print(f"[bold]{state.state}[/bold]: {state.reason}")
     console.print(f"ledger {status}: {run.root} ({report.events} events)")
@@ -92,7 +93,7 @@ def _finish(run: Run) -> None:
 def _drive(run: Run) -> None:
     try:
         run.drive()
-    except LoopError as exc:
+    except (LoopError, LedgerBrokenError) as exc:
         raise typer.BadParameter(str(exc), param_hint="RUN") from exc
     _finish(run)
 
@@ -178,7 +179,7 @@ def submit(
     loop = _open(run)
     try:
         loop.submit(commit, rationale, cite)
-    except (LoopError, TargetRepoError) as exc:
+    except (LoopError, TargetRepoError, LedgerBrokenError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     _drive(loop)
 
@@ -201,16 +202,26 @@ def status(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
         gap = f"{s.gap.median_ratio:.3f} {s.gap.position}" if s.gap else ""
         commit = (s.patch.commit or "")[:12] if s.patch else ""
         rule = (s.patch.rule or s.patch.patcher) if s.patch else ""
-        table.add_row(folder.name, gap, commit, rule, s.verdict or "", ", ".join(s.rejected_by))
+        verdict = f"{s.verdict}: {s.why}" if s.why else s.verdict or ""
+        table.add_row(folder.name, gap, commit, rule, verdict, ", ".join(s.rejected_by))
     console.print(table)
     if loop_run.state.reason:
         console.print(loop_run.state.reason)
+    ledger = verify_ledger(loop_run.root, against_branch=True)  # read-only: never repairs
+    console.print(
+        f"ledger [green]verified[/green] ({ledger.anchor})"
+        if ledger.ok
+        else f"ledger [red]BROKEN[/red] at {ledger.broken}: {ledger.problem}"
+    )
 
 
 @app.command("stop")
 def stop(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
     """Abort the run now, or at the next transition when a process is driving it."""
-    console.print(_open(run).stop())
+    try:
+        console.print(_open(run).stop())
+    except LedgerBrokenError as exc:
+        raise typer.BadParameter(str(exc), param_hint="RUN") from exc
 
 
 def report(

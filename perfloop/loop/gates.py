@@ -16,6 +16,7 @@ from perfloop.ledger.records import (
 )
 from perfloop.loop.secrets import find_secrets
 from perfloop.loop.spec import GoalSpec
+from perfloop.loop.verdicts import round_verdict
 from perfloop.loop.worktrees import matches_any
 from perfloop.profilers.rows import is_empty, profile_rows
 
@@ -61,21 +62,8 @@ def review(inp: ReviewInput) -> ReviewRecord:
         _secrets(inp),
     ]
     failed = [g.gate for g in gates if not g.passed]
-    return ReviewRecord(gates=gates, verdict=_verdict(inp, failed), rejected_by=failed, accepted=not failed)
-
-
-def _verdict(inp: ReviewInput, failed: list[str]) -> str:
-    if not failed:
-        return "ADVANCED"
-    bench = inp.revalidate
-    if "no_regression" in failed or "correctness" in failed:
-        return "REGRESSED"
-    if bench is not None:
-        cmp = bench.metrics[inp.spec.metric]
-        high = cmp.ci_high if cmp.higher_is_better else 1 / cmp.ci_low
-        if high < 1 - inp.freeze.noise_band:
-            return "REGRESSED"
-    return "STALLED"
+    verdict, why = round_verdict(inp.spec.metric, inp.freeze.noise_band, inp.revalidate, gates)
+    return ReviewRecord(gates=gates, verdict=verdict, why=why, rejected_by=failed, accepted=not failed)
 
 
 def _gate(name: str, passed: bool, evidence: str) -> GateResult:

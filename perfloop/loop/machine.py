@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shlex
+import shutil
+import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,11 +24,15 @@ from pathlib import Path
 import git
 
 import perfloop
+from perfloop.bench.ab import SequentialRule, higher_is_better
+from perfloop.ledger.anchor import LedgerBrokenError, read_anchor, write_anchor
 from perfloop.ledger.records import (
+    Attempt,
     BenchRecord,
     CorrectnessReport,
     FreezeRecord,
     GapRecord,
+    LedgerAnchor,
     LoopState,
     Manifest,
     PatchRecord,
@@ -32,7 +41,9 @@ from perfloop.ledger.records import (
     RoundSummary,
     ValidationRecord,
 )
-from perfloop.ledger.store import MANIFEST, Ledger, sha256_file
+from perfloop.ledger.store import MANIFEST, Ledger, atomic_write_model, sha256_file
+from perfloop.ledger.verify import verify_ledger
+from perfloop.loop import children
 from perfloop.loop import states as S
 from perfloop.loop import worktrees as wt
 from perfloop.loop.freeze import freeze_record
@@ -44,10 +55,12 @@ from perfloop.loop.model_review import ModelReviewer, run_model_review
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
 from perfloop.loop.spec import GoalSpec
 from perfloop.loop.summary import render_summary
+from perfloop.loop.verdicts import verdict_line
 from perfloop.profilers.rows import parse_cites
 
 STOP_REQUEST = "STOP"
 LOCK = ".lock"
+ATTEMPT = "attempt.json"  # the state a driver is running; still there after a kill
 BLOCK_AFTER = 3  # the same state failing this often in one round is a blocker, not bad luck
 HOLD_ENV = "PERFLOOP_HOLD_AT"  # "STATE[:seconds]": pause on entering STATE (crash tests kill it there)
 
@@ -56,6 +69,10 @@ Notify = Callable[[str], None]
 
 class LoopError(RuntimeError):
     """The loop cannot continue as asked (wrong state, run already active)."""
+
+
+class RunBusyError(LoopError):
+    """Another process holds the run's lock."""
 
 
 def new_run_id() -> str:
@@ -75,8 +92,7 @@ class Run:
         model_reviewer: ModelReviewer | None = None,
     ) -> None:
         self.root = Path(root)
-        self.ledger = Ledger(self.root)
-        self.ledger.repair_tail()
+        self.ledger = Ledger(self.root)  # opening a run never writes: status and report only read
         self.manifest = Manifest.model_validate_json((self.root / MANIFEST).read_text())
         self.spec = GoalSpec.model_validate(self.manifest.spec)
         self.repo = git.Repo(self.manifest.target_repo)
@@ -126,6 +142,7 @@ class Run:
         path = ledger.write_model(MANIFEST, manifest)
         state = LoopState(state=S.FREEZE, branch_head=base, best_commit=base, started=time.time())
         ledger.append("transition", S.FREEZE, data={"from": S.INIT, "loop": state.model_dump()}, files=[path])
+        _anchor(ledger, manifest, state)
         return cls(root, backend, patcher, notify, model_reviewer)
 
     def _last_state(self) -> LoopState:
@@ -136,9 +153,9 @@ class Run:
 
     def _go(self, next_state: str, files: list[Path] | None = None, **changes: object) -> None:
         prev = self.state.state
-        if next_state not in S.NEXT.get(prev, set()) and next_state not in (S.ABORTED, S.BLOCKED):
+        if next_state not in S.NEXT.get(S.State(prev), set()):
             raise LoopError(f"illegal transition {prev} -> {next_state}")
-        self.state = self.state.model_copy(update={"state": next_state, **changes})
+        self.state = self.state.model_copy(update={"state": S.State(next_state).value, **changes})
         self.ledger.append(
             "transition",
             next_state,
@@ -146,6 +163,8 @@ class Run:
             data={"from": prev, "loop": self.state.model_dump()},
             files=files or [],
         )
+        if prev == S.RECORD or next_state in S.TERMINAL:
+            _anchor(self.ledger, self.manifest, self.state)
         self.notify(
             f"round {self.state.round}: {prev} -> {next_state}"
             + (f" ({self.state.reason})" if next_state in S.TERMINAL else "")
@@ -167,7 +186,7 @@ class Run:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             fh.close()
-            raise LoopError(f"run {self.manifest.run_id} is being driven by another process") from exc
+            raise RunBusyError(f"run {self.manifest.run_id} is being driven by another process") from exc
         try:
             yield
         finally:
@@ -176,7 +195,8 @@ class Run:
 
     def drive(self) -> str:
         """Run states until a terminal state or WAITING_FOR_PATCH; returns where it stopped."""
-        with self._locked():
+        with self._locked(), self._children():
+            self._recover()
             while True:
                 self._hold(self.state.state)
                 if self.state.state in S.TERMINAL or self.state.state == S.WAITING_FOR_PATCH:
@@ -184,13 +204,85 @@ class Run:
                 if (self.root / STOP_REQUEST).exists():
                     self._go(S.ABORTED, reason="stopped by `perfloop goal stop`")
                     break
+                self._begin_attempt()
                 try:
                     self.HANDLERS[self.state.state](self)
                 except (subprocess.SubprocessError, RuntimeError, OSError, ValueError) as exc:
+                    (self.root / ATTEMPT).unlink(missing_ok=True)
                     if not self._blocked(exc):
                         raise
                     break
+                (self.root / ATTEMPT).unlink(missing_ok=True)
         return self.state.state
+
+    @contextmanager
+    def _children(self) -> Iterator[None]:
+        """Children's process groups on record under the run; all killed when driving ends or on SIGTERM."""
+        children.set_registry(self.root)
+        main = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)) if main else None
+        try:
+            yield
+        finally:
+            children.kill_all()
+            children.set_registry(None)
+            if main:
+                signal.signal(signal.SIGTERM, old)
+
+    def _recover(self) -> None:
+        """Writer-only, before driving: repair a torn ledger tail, kill a killed driver's children,
+        record its interrupted attempt, and bring the branch anchor up to a finished run."""
+        repairs = self.ledger.repair_tail()
+        # Against the branch anchor too, when the run has one (runs older than anchors have none).
+        anchored = read_anchor(Path(self.manifest.target_repo), self.manifest.run_id) is not None
+        report = verify_ledger(self.root, against_branch=anchored)
+        if not report.ok:
+            raise LedgerBrokenError(
+                f"ledger broken at {report.broken}: {report.problem}; refusing to continue"
+            )
+        for message in repairs:
+            self.notify(f"ledger: {message}")
+            self.state = self._last_state()
+            self.ledger.append("repair", self.state.state, round=self.state.round, data={"repair": message})
+        killed = children.kill_leftovers(self.root)
+        attempt = self.root / ATTEMPT
+        if attempt.exists():
+            self._record_interrupted(Attempt.model_validate_json(attempt.read_text()), killed)
+            attempt.unlink()
+        if self.state.state in S.TERMINAL:
+            _anchor(self.ledger, self.manifest, self.state)
+
+    def _begin_attempt(self) -> None:
+        st = self.state
+        record = Attempt(state=st.state, round=st.round, pid=os.getpid(), started=time.time())
+        atomic_write_model(self.root / ATTEMPT, record)
+
+    def _record_interrupted(self, attempt: Attempt, killed: list[int]) -> None:
+        """Keep what a killed attempt measured: its output folders move aside and go on record."""
+        st = self.state
+        base = self.root / ("freeze" if attempt.state == S.FREEZE else f"rounds/{attempt.round:03d}")
+        prior = len([e for e in self.ledger.events() if e.kind == "interrupted"])
+        keep = base / "interrupted" / f"{prior + 1:02d}-{attempt.state.lower()}"
+        recorded = self.ledger.recorded_files()
+        for folder in _OUTPUTS.get(attempt.state, []):
+            for path in sorted(base.glob(folder)):
+                if path.is_dir() and not any(self._rel(f) in recorded for f in path.rglob("*")):
+                    keep.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(path), keep / path.name)
+        files = [f for f in sorted(keep.rglob("*")) if f.is_file()] if keep.exists() else []
+        trials = [f for f in files if re.fullmatch(r"trial\d+-[AB](-r\d+)?\.json", f.name)]
+        data = {
+            "state": attempt.state,
+            "pid": attempt.pid,
+            "started": attempt.started,
+            "killed_process_groups": killed,
+            "trial_results_kept": len(trials),
+        }
+        self.ledger.append("interrupted", st.state, round=st.round, data=data, files=files)
+        self.notify(
+            f"resume: the previous {attempt.state} attempt (pid {attempt.pid}) was interrupted; "
+            f"{len(trials)} trial results kept on record, {len(killed)} leftover process groups killed"
+        )
 
     def _blocked(self, exc: Exception) -> bool:
         """Record a failed state; the same state failing BLOCK_AFTER times in a round ends the run BLOCKED."""
@@ -217,9 +309,10 @@ class Run:
             return self.state.state
         try:
             with self._locked():
+                self._recover()
                 self._go(S.ABORTED, reason="stopped by `perfloop goal stop`")
                 return S.ABORTED
-        except LoopError:
+        except RunBusyError:
             (self.root / STOP_REQUEST).write_text("stop\n")
             return "STOP requested"
 
@@ -269,14 +362,32 @@ class Run:
                 reference_sha = sha256_file(ref)
                 files += [ref, out / "reference.log"]
             self.notify("FREEZE: A/A run of the base to set the noise band")
-            aa = self.backend.ab(side, side, self.spec, self.spec.measure.aa_trials, "aa", out / "aa")
+            margin = self._margin()
+            until = self._rule(margin=margin) if margin else None
+            aa = self.backend.ab(side, side, self.spec, self.spec.measure.aa_trials, "aa", out / "aa", until)
         finally:
             done()
         record = freeze_record(self.spec, self.manifest.base_commit, aa, reference_sha)
         files += self._store_bench("freeze/aa.json", aa, out / "aa")
         files.append(self.ledger.write_model("freeze/freeze.json", record))
-        self.notify(f"FREEZE: noise band ±{record.noise_band:.2%}")
+        self.notify(f"FREEZE: noise band ±{record.noise_band:.2%} after {aa.trials} A/A pairs")
+        if margin is not None and record.noise_band > margin:
+            self._go(S.UNPROVABLE, files, reason=unprovable_reason(record.noise_band, margin, aa))
+            return
         self._go(S.BENCH, files, round=1)
+
+    def _margin(self) -> float | None:
+        """The lead the objective asks for, when it asks for one (the noise band must be below it)."""
+        obj = self.spec.objective
+        return obj.margin if obj.kind == "beat_peer" and obj.margin > 0 else None
+
+    def _rule(self, bar: float | None = None, margin: float | None = None) -> SequentialRule:
+        """Sequential trials on the goal metric: until `bar` (oriented: > 1 is better) is cleared
+        either way, or (A/A) until the band is known to be below or above `margin`."""
+        m = self.spec.metric
+        budget = max(self.spec.measure.max_trials, self.spec.measure.trials, self.spec.measure.aa_trials)
+        bars = [] if bar is None else [bar if higher_is_better(m) else 1 / bar]
+        return SequentialRule(metric=m, max_trials=budget, bars=bars, margin=margin)
 
     def _do_bench(self) -> None:
         st = self.state
@@ -291,8 +402,9 @@ class Run:
         try:
             for i, peer in enumerate(self._peers()):
                 out = self.round_dir / f"bench-{i}"
+                bar = 1 + (self._margin() or self.spec.stop.gap_threshold)
                 record = self.backend.ab(
-                    peer, target, self.spec, self.spec.measure.trials, f"vs-{peer.name}", out
+                    peer, target, self.spec, self.spec.measure.trials, f"vs-{peer.name}", out, self._rule(bar)
                 )
                 files += self._store_bench(f"rounds/{st.round:03d}/bench-{i}.json", record, out)
         finally:
@@ -380,6 +492,7 @@ class Run:
         if self.state.state != S.WAITING_FOR_PATCH:
             raise LoopError(f"run is in {self.state.state}, not WAITING_FOR_PATCH; nothing to submit")
         with self._locked():
+            self._recover()
             agent_tree = self.root / "work" / f"agent-{self.state.round:03d}"
             rev = commit or (git.Repo(agent_tree).head.commit.hexsha if agent_tree.exists() else None)
             if rev is None:
@@ -444,7 +557,7 @@ class Run:
     def _shell(self, command: str, tree: Path | None, log: Path) -> tuple[int, str]:
         ref = self.root / "freeze" / "reference.json"
         cmd = command.replace("{reference}", shlex.quote(str(ref))).replace("{worktree}", str(tree))
-        proc = subprocess.run(cmd, shell=True, cwd=tree, capture_output=True, text=True, timeout=1800)
+        proc = children.run(cmd, tree, timeout=1800)
         text = f"$ {cmd}\n[exit {proc.returncode}]\n{proc.stdout}{proc.stderr}"
         self.ledger.write_text(self._rel(log), text)
         return proc.returncode, proc.stdout
@@ -459,8 +572,10 @@ class Run:
         base, done_a = self._target_side("best", st.best_commit, "best")
         cand, done_b = self._target_side("candidate", st.pending_commit or "", "candidate")
         try:
+            bar = 1 + self._freeze().noise_band
+            out = self.round_dir / "revalidate"
             record = self.backend.ab(
-                base, cand, self.spec, self.spec.measure.trials, "revalidate", self.round_dir / "revalidate"
+                base, cand, self.spec, self.spec.measure.trials, "revalidate", out, self._rule(bar)
             )
         finally:
             done_a()
@@ -493,10 +608,7 @@ class Run:
         # The optional model review only adds findings to candidates the gates accepted.
         record, extra = run_model_review(self.model_reviewer, inp, review(inp))
         path = self.ledger.write_model(f"rounds/{st.round:03d}/review.json", record)
-        self.notify(
-            f"REVIEW: {record.verdict}"
-            + (f", rejected by {record.rejected_by}" if record.rejected_by else "")
-        )
+        self.notify(f"REVIEW: {verdict_line(record)}")
         self._go(S.RECORD, [path, *extra])
 
     def _do_record(self) -> None:
@@ -514,6 +626,7 @@ class Run:
             gap=gap,
             patch=patch,
             verdict=rec.verdict,
+            why=rec.why,
             accepted=rec.accepted,
             rejected_by=rec.rejected_by,
             branch_head=best,
@@ -525,7 +638,7 @@ class Run:
         files.append(self.ledger.write_text(f"{rel}/summary.md", render_summary(summary, rec)))
         if nonadv >= self.spec.stop.stall_after:
             self._go(
-                S.STALLED,
+                S.NO_PROGRESS,
                 files,
                 best_commit=best,
                 branch_head=best,
@@ -556,6 +669,40 @@ class Run:
         S.REVIEW: _do_review,
         S.RECORD: _do_record,
     }
+
+
+# Output folders of the measuring states, relative to the freeze or round folder.
+_OUTPUTS = {
+    S.FREEZE: ["aa"],
+    S.BENCH: ["bench-*"],
+    S.PROFILE: ["profile", "peer-profile"],
+    S.REVALIDATE: ["revalidate"],
+}
+
+
+def unprovable_reason(band: float, margin: float, aa: BenchRecord) -> str:
+    """The UNPROVABLE verdict line, with what to change."""
+    return (
+        f"UNPROVABLE on this host: band ±{band:.1%} > margin {margin:.1%} "
+        f"({aa.trials} A/A pairs, stopped: {aa.stop_reason}). Advice: measure on a quiet or dedicated "
+        "host (no other load, pinned cores), lengthen trials (measure.trial_seconds), raise "
+        "measure.max_trials, or ask for a larger objective margin"
+    )
+
+
+def _anchor(ledger: Ledger, manifest: Manifest, state: LoopState) -> None:
+    """Commit the ledger head to the run's anchor ref in the target repo (final once the run ended)."""
+    head = ledger.head() or {}
+    anchor = LedgerAnchor(
+        run_id=manifest.run_id,
+        events=int(head["events"]),
+        sha256=str(head["sha256"]),
+        state=state.state,
+        round=state.round,
+        branch_head=state.branch_head,
+        final=state.state in S.TERMINAL,
+    )
+    write_anchor(Path(manifest.target_repo), anchor, ledger.raw_lines())
 
 
 def target_launch_at(run: Run, commit: str) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from perfloop.bench.ab import Until
 from perfloop.ledger.records import BenchRecord, ProfileRecord
 from perfloop.loop.spec import GoalSpec
 
@@ -26,8 +27,13 @@ class Side:
 class Backend(Protocol):
     """Measurement services the loop calls."""
 
-    def ab(self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path) -> BenchRecord:
-        """Interleaved A/B on the frozen workload; ratios are B/A with bootstrap intervals."""
+    def ab(
+        self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path, until: Until = None
+    ) -> BenchRecord:
+        """Interleaved A/B on the frozen workload; ratios are B/A with bootstrap intervals.
+
+        `until`: add pairs after `trials` until the interval is decisive or the budget is spent.
+        """
         ...
 
     def profile(self, side: Side, spec: GoalSpec, out_dir: Path) -> ProfileRecord:

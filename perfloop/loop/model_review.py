@@ -16,31 +16,21 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from perfloop.ledger.records import GateResult, Record, ReviewRecord, Verdict
+from perfloop.ledger.records import GateResult, ModelFinding, ModelReviewRecord, ReviewRecord, Verdict
 from perfloop.ledger.store import atomic_write_model
 from perfloop.loop.gates import ReviewInput
 from perfloop.loop.patchers.anthropic import ApiSettings, api_key, redact, run_spend, usage_of
-from perfloop.loop.pricing import PRICES_AS_OF, TokenUsage, cost_usd, prices_for, worst_rates
+from perfloop.loop.pricing import PRICES_AS_OF, cost_usd, prices_for, worst_rates
 from perfloop.loop.templates import render
 from perfloop.profilers.rows import profile_rows
 
 REVIEW_FILE = "model_review.json"
 REVIEW_TOKENS = 4096
 GATE = "model_review"
-
-Severity = Literal["blocking", "major", "minor"]
-
-
-class ModelFinding(BaseModel):
-    """One finding of the model reviewer."""
-
-    severity: Severity
-    title: str
-    evidence: str = Field(description="Which artifact shows it (path, diff hunk, table row).")
 
 
 class ModelVerdict(BaseModel):
@@ -57,7 +47,7 @@ REVIEW_TOOL: dict[str, Any] = {
     "input_schema": {
         "type": "object",
         "properties": {
-            "verdict": {"type": "string", "enum": ["ADVANCED", "STALLED", "REGRESSED"]},
+            "verdict": {"type": "string", "enum": ["ADVANCED", "STALLED", "REGRESSED", "REJECTED"]},
             "summary": {"type": "string"},
             "findings": {
                 "type": "array",
@@ -75,23 +65,6 @@ REVIEW_TOOL: dict[str, Any] = {
         "required": ["verdict", "summary", "findings"],
     },
 }
-
-
-class ModelReviewRecord(Record):
-    """`model_review.json`: the model's verdict, or why there is none, with its cost."""
-
-    model: str
-    verdict: Verdict | None
-    summary: str = ""
-    findings: list[ModelFinding] = Field(default_factory=list)
-    error: str | None = Field(None, description="Set when no valid review was had; the gate then fails.")
-    usage: TokenUsage = Field(default_factory=TokenUsage)
-    usd: float = 0.0
-    prices_as_of: str = PRICES_AS_OF
-    wall_s: float = 0.0
-    read: list[str] = Field(
-        default_factory=list, description="Run-relative artifacts the prompt was built from."
-    )
 
 
 class ModelReviewer:
@@ -143,11 +116,14 @@ class ModelReviewer:
             summary=redact(verdict.summary, [key]),
             findings=verdict.findings,
             read=read,
+            prices_as_of=PRICES_AS_OF,
             **spend,
         )
 
     def _failed(self, error: str, read: list[str], **spend: Any) -> ModelReviewRecord:
-        return ModelReviewRecord(model=self.api.model, verdict=None, error=error, read=read, **spend)
+        return ModelReviewRecord(
+            model=self.api.model, verdict=None, error=error, read=read, prices_as_of=PRICES_AS_OF, **spend
+        )
 
 
 def _answer(response: Any) -> Any:
@@ -181,9 +157,12 @@ def merge(mechanical: ReviewRecord, model: ModelReviewRecord) -> ReviewRecord:
         return mechanical.model_copy(update={"gates": gates})
     if passed:
         return mechanical.model_copy(update={"gates": gates})
-    verdict = model.verdict if model.verdict in ("STALLED", "REGRESSED") else "STALLED"
     return ReviewRecord(
-        gates=gates, verdict=verdict, rejected_by=[*mechanical.rejected_by, GATE], accepted=False
+        gates=gates,
+        verdict="REJECTED",
+        why=f"{GATE} ({gate.evidence[:300]})",
+        rejected_by=[*mechanical.rejected_by, GATE],
+        accepted=False,
     )
 
 

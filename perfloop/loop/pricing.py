@@ -10,7 +10,7 @@ writes) passes 100k tokens; each call is priced on its own for that reason.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from perfloop.ledger.records import TokenUsage
 
 PRICES_AS_OF = "2026-11-22"
 
@@ -47,24 +47,6 @@ LONG_PROMPT: dict[str, tuple[int, Rates]] = {
 
 class UnknownModelError(ValueError):
     """A model with no entry in the price table: its spend could not be capped."""
-
-
-class TokenUsage(BaseModel):
-    """Token counts as the Messages API reports them in `usage` (summed over calls)."""
-
-    model_config = ConfigDict(extra="forbid")
-    input_tokens: int = Field(0, ge=0, description="Uncached input tokens.")
-    output_tokens: int = Field(0, ge=0)
-    cache_creation_input_tokens: int = Field(0, ge=0, description="Input tokens written to the cache.")
-    cache_read_input_tokens: int = Field(0, ge=0, description="Input tokens read from the cache.")
-
-    def __add__(self, other: TokenUsage) -> TokenUsage:
-        return TokenUsage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            cache_creation_input_tokens=self.cache_creation_input_tokens + other.cache_creation_input_tokens,
-            cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
-        )
 
 
 def prices_for(model: str) -> Rates:

@@ -8,9 +8,7 @@ and no state carries over between measurements.
 
 from __future__ import annotations
 
-import ctypes
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -19,10 +17,12 @@ from typing import Any
 
 from rich.console import Console
 
+from perfloop.bench.ab import SequentialRule, Until
 from perfloop.bench.fingerprint import collect_environment
 from perfloop.bench.result import BenchResult
 from perfloop.bench.workloads import WorkloadSpec
 from perfloop.ledger.records import BenchRecord, MetricComparison, ProfileRecord
+from perfloop.loop import children
 from perfloop.loop.measurement import Side
 from perfloop.loop.spec import GoalSpec
 
@@ -32,14 +32,6 @@ _console = Console(stderr=True)
 
 class MeasureError(RuntimeError):
     """A measurement child failed; the message carries its last output lines."""
-
-
-def _die_with_parent() -> None:
-    # A SIGKILLed loop must not leave a benchmark running: the child dies with its parent.
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 class ProcessBackend:
@@ -57,12 +49,12 @@ class ProcessBackend:
         popen = subprocess.Popen(
             cmd,
             cwd=cwd,
-            preexec_fn=_die_with_parent,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            **children.popen_kwargs(),
         )
-        with popen as proc, _console.status(f"{label}: starting") as status:
+        with popen as proc, children.tracked(proc), _console.status(f"{label}: starting") as status:
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line)
@@ -74,7 +66,9 @@ class ProcessBackend:
             raise MeasureError(f"{kind} measurement failed (exit {proc.returncode}):\n{tail}")
         return json.loads(out_path.read_text())
 
-    def ab(self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path) -> BenchRecord:
+    def ab(
+        self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path, until: Until = None
+    ) -> BenchRecord:
         """Interleaved A/B (`a` == `b` gives the A/A run) in a fresh process."""
         job = {
             "a": a.launch,
@@ -83,6 +77,7 @@ class ProcessBackend:
             "b_name": b.name,
             "label": label,
             "trials": trials,
+            "until": until.model_dump() if until else None,
             "spec": spec.model_dump(mode="json"),
             "out_dir": str(out_dir / "trials"),
         }
@@ -141,6 +136,8 @@ def run_ab_job(job: dict[str, Any]) -> BenchRecord:
         torch_threads=spec.measure.torch_threads,
         max_concurrency=spec.measure.max_concurrency,
         progress=False,
+        until=SequentialRule.model_validate(job["until"]) if job.get("until") else None,
+        min_trial_s=spec.measure.trial_seconds,
     )
     req_a, got_a = _tokens(result.result_files, "A")
     req_b, got_b = _tokens(result.result_files, "B")
@@ -164,6 +161,7 @@ def run_ab_job(job: dict[str, Any]) -> BenchRecord:
         b_launch=job["b"],
         workload_fingerprint=result.workload_fingerprint,
         trials=result.trials,
+        stop_reason=result.stop_reason,
         metrics=comparisons,
         requested_output_tokens=max(req_a, req_b) // result.trials,
         achieved_output_tokens_a=got_a // result.trials,

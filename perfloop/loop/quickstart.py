@@ -26,8 +26,9 @@ PEER = "engine:--model preset:tiny-qwen3"
 README = """# quickstart target
 
 `engine.yaml` is a launch config for perfloop's bundled engine, **deliberately mis-tuned** for an
-agent-style shared-prefix workload: prefix caching off, CUDA graphs forced off, and a 64-token
-step budget that splits every prompt into many prefill chunks. `perfloop goal` finds and fixes
+agent-style shared-prefix workload: prefix caching off, CUDA graphs forced off (irrelevant on a CPU,
+where no CUDA-only rule is proposed), and a 64-token step budget that splits every prompt into many
+prefill chunks. `perfloop goal` finds and fixes
 what the profiler tables show, one reviewed candidate at a time.
 """
 
@@ -70,9 +71,14 @@ def quickstart_spec(repo: Path, artifact_root: Path, run_id: str) -> GoalSpec:
             },
             # One torch thread per engine keeps the trials' noise low on a 2-core host; four requests
             # in flight (an agent fleet, not a flood) keep TPOT a per-request latency, not a batch size.
+            # A trial lasts at least 2 measured seconds per side (a 16-request run is 0.3-1 s), and pairs
+            # are added up to 6 until the interval is decisive; a band above the 5% margin ends the run
+            # UNPROVABLE early instead of spending rounds on gains the host cannot resolve.
             "measure": {
                 "trials": 3,
                 "aa_trials": 3,
+                "max_trials": 6,
+                "trial_seconds": 2.0,
                 "profile_requests": 8,
                 "torch_threads": 1,
                 "max_concurrency": 4,

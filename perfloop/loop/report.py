@@ -9,7 +9,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from perfloop.ledger.anchor import anchor_ref, read_anchor  # noqa: E402
 from perfloop.ledger.records import (  # noqa: E402
     BenchRecord,
     FreezeRecord,
@@ -51,29 +53,19 @@ def round_views(root: Path) -> list[dict[str, Any]]:
     return views
 
 
-def plot_rounds(rounds: list[dict[str, Any]], metric: str, out: Path) -> Path:
-    """Target/peer and candidate/best ratios per round with their intervals."""
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for key, label, color, shift in (
-        ("gap", "target / peer", "tab:blue", -0.1),
-        ("revalidate", "candidate / best", "tab:orange", 0.1),
-    ):
-        xs, mids, lows, highs = [], [], [], []
-        for r in rounds:
-            rec = r[key]
-            if rec is None:
-                continue
-            cmp = rec if key == "gap" else rec.metrics[metric]
-            xs.append(r["number"] + shift)
-            mids.append(cmp.median_ratio)
-            lows.append(cmp.median_ratio - cmp.ci_low)
-            highs.append(cmp.ci_high - cmp.median_ratio)
-        if xs:
-            ax.errorbar(xs, mids, yerr=[lows, highs], fmt="o", color=color, label=label, capsize=3)
-    ax.axhline(1.0, color="grey", lw=0.8)
-    ax.set_xlabel("round")
-    ax.set_ylabel(f"{metric} ratio")
-    ax.legend(loc="best", fontsize=8)
+def consistent(cmp: Any) -> bool:
+    """A comparison whose median lies inside its interval; anything else is a broken record."""
+    return bool(cmp.ci_low <= cmp.median_ratio <= cmp.ci_high)
+
+
+def _oriented(cmp: Any) -> tuple[float, float, float]:
+    """(median, low, high) oriented so that > 1 means B is better."""
+    if getattr(cmp, "higher_is_better", True):
+        return cmp.median_ratio, cmp.ci_low, cmp.ci_high
+    return 1 / cmp.median_ratio, 1 / cmp.ci_high, 1 / cmp.ci_low
+
+
+def _save(fig: Any, out: Path) -> Path:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -81,20 +73,79 @@ def plot_rounds(rounds: list[dict[str, Any]], metric: str, out: Path) -> Path:
     return out
 
 
-def bench_plots(root: Path, rounds: list[dict[str, Any]], out_dir: Path) -> list[str]:
-    """Latency CDFs and throughput from `bench plot` for each accepted round (best vs candidate, trial 0)."""
-    from perfloop.bench.plot import plot_results
+def plot_rounds(
+    rounds: list[dict[str, Any]], metric: str, band: float, goal: float | None, out: Path
+) -> Path:
+    """Per round, from the ledger's medians and intervals (oriented: > 1 is better): target/peer and
+    candidate/best, with the A/A noise band around 1 and the goal line; broken records are left out."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.axhspan(1 - band, 1 + band, color="grey", alpha=0.2, label=f"A/A noise band ±{band:.1%}")
+    ax.axhline(1.0, color="grey", lw=0.8)
+    if goal is not None:
+        ax.axhline(goal, color="tab:green", ls="--", lw=1, label=f"goal x{goal:.2f}")
+    for key, color, shift in (("gap", "tab:blue", -0.1), ("revalidate", "tab:orange", 0.1)):
+        xs, mids, lows, highs, label = [], [], [], [], ""
+        for r in rounds:
+            rec = r[key]
+            cmp = None if rec is None else rec if key == "gap" else rec.metrics.get(metric)
+            if cmp is None or not consistent(cmp):
+                continue
+            mid, low, high = (cmp.median_ratio, cmp.ci_low, cmp.ci_high) if key == "gap" else _oriented(cmp)
+            label = f"target / {rec.peer}" if key == "gap" else f"{rec.b_name} / {rec.a_name}"
+            xs.append(r["number"] + shift)
+            mids.append(mid)
+            lows.append(mid - low)
+            highs.append(high - mid)
+        if xs:
+            ax.errorbar(xs, mids, yerr=[lows, highs], fmt="o", color=color, label=label, capsize=3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("round")
+    ax.set_ylabel(f"{metric} ratio (> 1 better)")
+    ax.set_title("median of paired ratios per round, with its interval", fontsize=9)
+    ax.legend(loc="best", fontsize=7)
+    return _save(fig, out)
 
-    links = []
-    for r in rounds:
-        reval = r["revalidate"]
-        if reval is None or not (r["summary"] and r["summary"].accepted):
-            continue
-        pair = [root / f for f in reval.result_files if Path(f).name in ("trial00-A.json", "trial00-B.json")]
-        if len(pair) == 2 and all(p.exists() for p in pair):
-            written = plot_results(sorted(pair), out_dir / f"round-{r['number']:03d}")
-            links += [p.relative_to(out_dir.parent).as_posix() for p in written]
-    return links
+
+def plot_revalidation(r: dict[str, Any], band: float, out: Path) -> Path | None:
+    """Every metric of an accepted round's revalidation, candidate vs best, from the ledger's
+    medians and intervals (oriented: > 1 is better), with the noise band."""
+    reval = r["revalidate"]
+    items = [(name, _oriented(c)) for name, c in reval.metrics.items() if consistent(c)]
+    if not items:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, max(2.4, 0.8 + 0.45 * len(items))))
+    ax.axvspan(1 - band, 1 + band, color="grey", alpha=0.2, label=f"A/A noise band ±{band:.1%}")
+    ax.axvline(1.0, color="grey", lw=0.8)
+    for y, (_name, (mid, low, high)) in enumerate(items):
+        ax.errorbar([mid], [y], xerr=[[mid - low], [high - mid]], fmt="o", color="tab:orange", capsize=3)
+    ax.set_yticks(range(len(items)), [name for name, _ in items], fontsize=8)
+    ax.set_xlabel(f"{reval.b_name} / {reval.a_name}: median paired ratio (> 1 better)")
+    ax.set_title(f"round {r['number']}: {reval.b_name} vs {reval.a_name}", fontsize=9)
+    ax.legend(loc="best", fontsize=7)
+    return _save(fig, out)
+
+
+def _goal_line(spec: dict[str, Any]) -> float | None:
+    objective = spec.get("objective", {})
+    if objective.get("kind", "beat_peer") == "beat_peer" and objective.get("margin", 0) > 0:
+        return 1 + float(objective["margin"])
+    return None
+
+
+def _final_state(ledger: Ledger) -> LoopState | None:
+    """The last transition's loop state, or None when the events cannot be read (a broken ledger)."""
+    try:
+        loops = [e.data["loop"] for e in ledger.events() if e.kind == "transition"]
+        return LoopState.model_validate(loops[-1]) if loops else None
+    except (ValueError, KeyError):
+        return None
+
+
+def _interrupted(ledger: Ledger) -> list[dict[str, Any]]:
+    try:
+        return [e.data | {"round": e.round} for e in ledger.events() if e.kind == "interrupted"]
+    except ValueError:
+        return []
 
 
 def build_report(root: Path, out: Path | None = None) -> Path:
@@ -102,15 +153,23 @@ def build_report(root: Path, out: Path | None = None) -> Path:
     out = out or root / "report.md"
     ledger = Ledger(root)
     manifest = Manifest.model_validate_json((root / MANIFEST).read_text())
-    state = next(
-        LoopState.model_validate(e.data["loop"]) for e in reversed(ledger.events()) if e.kind == "transition"
+    verify = verify_ledger(root, against_branch=Path(manifest.target_repo).exists())
+    anchor = (
+        read_anchor(Path(manifest.target_repo), manifest.run_id)
+        if Path(manifest.target_repo).exists()
+        else None
     )
+    state = _final_state(ledger)
     freeze = _load(root / "freeze" / "freeze.json", FreezeRecord)
     aa = _load(root / "freeze" / "aa.json", BenchRecord)
     rounds = round_views(root)
     metric = manifest.spec["metric"]
-    plot = plot_rounds(rounds, metric, out.parent / "plots" / "rounds.png")
-    extra_plots = bench_plots(root, rounds, out.parent / "plots")
+    band = freeze.noise_band if freeze else 0.0
+    plots = out.parent / "plots"
+    plot = plot_rounds(rounds, metric, band, _goal_line(manifest.spec), plots / "rounds.png")
+    accepted = [r for r in rounds if r["summary"] and r["summary"].accepted and r["revalidate"]]
+    extra = [plot_revalidation(r, band, plots / f"round-{r['number']:03d}.png") for r in accepted]
+    extra_plots = [p.relative_to(out.parent).as_posix() for p in extra if p is not None]
     measured = [r for r in rounds if r["benches"]]
     text = render(
         "pr_report.md.j2",
@@ -127,7 +186,11 @@ def build_report(root: Path, out: Path | None = None) -> Path:
         metric=metric,
         plot=plot.relative_to(out.parent).as_posix(),
         bench_plots=extra_plots,
-        verify=verify_ledger(root),
+        verify=verify,
+        anchor=anchor,
+        anchor_ref=anchor_ref(manifest.run_id),
+        interrupted=_interrupted(ledger),
+        consistent=consistent,
         run_root=root,
     )
     out.parent.mkdir(parents=True, exist_ok=True)

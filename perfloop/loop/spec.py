@@ -97,7 +97,7 @@ class StopRules(_Strict):
         0.01, ge=0, description="Behind only when the whole interval is this far below."
     )
     research_after: int = Field(2, ge=1, description="Non-advancing rounds that force a research round.")
-    stall_after: int = Field(3, ge=1, description="Non-advancing rounds that end the run STALLED.")
+    stall_after: int = Field(3, ge=1, description="Non-advancing rounds that end the run NO_PROGRESS.")
 
 
 class Tolerances(_Strict):
@@ -113,8 +113,14 @@ class Tolerances(_Strict):
 class MeasureSpec(_Strict):
     """How much measuring each comparison gets."""
 
-    trials: int = Field(3, ge=1, description="Interleaved trials per side.")
-    aa_trials: int = Field(3, ge=1, description="Trials per side of the A/A run.")
+    trials: int = Field(3, ge=1, description="Interleaved trials per side before the first decision check.")
+    aa_trials: int = Field(3, ge=1, description="Trials per side of the A/A run before its first check.")
+    max_trials: int = Field(
+        3, ge=2, description="Trial budget per comparison: pairs are added until decisive or this is spent."
+    )
+    trial_seconds: float = Field(
+        0.0, ge=0, description="Measured seconds per trial and side: a short run is repeated (0: one run)."
+    )
     profile_requests: int = Field(8, ge=1, description="Requests of the workload the profiler replays.")
     torch_threads: int | None = Field(None, ge=1, description="torch threads of in-process engines (CPU).")
     max_concurrency: int | None = Field(None, ge=1, description="Requests in flight (None: all at once).")

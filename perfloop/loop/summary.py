@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from perfloop.ledger.records import ReviewRecord, RoundSummary
+from perfloop.loop.verdicts import verdict_line
 
 
 def render_summary(summary: RoundSummary, review: ReviewRecord) -> str:
@@ -24,5 +25,5 @@ def render_summary(summary: RoundSummary, review: ReviewRecord) -> str:
     for gate in review.gates:
         evidence = gate.evidence.replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {gate.gate} | {'pass' if gate.passed else 'FAIL'} | {evidence} |")
-    lines += ["", f"Verdict: **{review.verdict}**; {summary.outcome}.", ""]
+    lines += ["", f"Verdict: **{verdict_line(review)}**; {summary.outcome}.", ""]
     return "\n".join(lines)

@@ -70,12 +70,23 @@ def test_editing_any_event_line_is_named(tmp_path: Path, index: int) -> None:
     assert not report.ok and report.broken == f"events.jsonl line {index + 1}"
 
 
-def test_deleting_an_event_breaks_the_chain(tmp_path: Path) -> None:
+@pytest.mark.parametrize("index", [1, 2])
+def test_deleting_a_middle_event_names_the_missing_line(tmp_path: Path, index: int) -> None:
     ledger = _ledger(tmp_path)
     lines = ledger.raw_lines()
-    ledger.events_path.write_bytes(b"".join(lines[:1] + lines[2:]))
+    ledger.events_path.write_bytes(b"".join(lines[:index] + lines[index + 1 :]))
     report = verify_ledger(ledger.root)
-    assert not report.ok and report.broken == "events.jsonl line 1"
+    assert not report.ok and report.broken == f"events.jsonl line {index + 1}", report
+    assert "deleted" in (report.problem or "")
+
+
+def test_swapping_two_events_names_the_first_swapped_line(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    lines = ledger.raw_lines()
+    lines[1], lines[2] = lines[2], lines[1]
+    ledger.events_path.write_bytes(b"".join(lines))
+    report = verify_ledger(ledger.root)
+    assert not report.ok and report.broken == "events.jsonl line 2", report
 
 
 def test_a_torn_last_line_is_reported_then_repaired(tmp_path: Path) -> None:
@@ -84,8 +95,32 @@ def test_a_torn_last_line_is_reported_then_repaired(tmp_path: Path) -> None:
         fh.write(b'{"seq": 4, "kind"')
     assert not verify_ledger(ledger.root).ok
     assert len(ledger.events()) == 4
-    assert ledger.repair_tail()
+    assert ledger.repair_tail() == ["dropped a torn last line of events.jsonl (17 bytes, unparseable)"]
     assert verify_ledger(ledger.root).ok
+
+
+def test_an_append_cut_off_after_head_json_is_finished_not_re_anchored(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    lines = ledger.raw_lines()
+    # A kill between the two writes: head.json already announces the last line, the file lacks it.
+    ledger.events_path.write_bytes(b"".join(lines[:-1]) + lines[-1][:10])
+    assert ledger.repair_tail() == [
+        "dropped a torn last line of events.jsonl (10 bytes, unparseable)",
+        "finished appending line 4, which head.json had announced",
+    ]
+    assert ledger.raw_lines() == lines and verify_ledger(ledger.root).ok
+
+
+def test_repair_never_anchors_a_complete_forged_line(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    head = ledger.head()
+    ledger.append("transition", "COMPLETE", data={"reason": "objective met"})
+    (ledger.root / "head.json").write_text(json.dumps(head))  # the forger leaves head.json alone
+    before = ledger.events_path.read_bytes()
+    assert ledger.repair_tail() == []
+    assert ledger.events_path.read_bytes() == before and ledger.head() == head
+    report = verify_ledger(ledger.root)
+    assert not report.ok and report.broken == "events.jsonl line 5"
 
 
 def test_a_recorded_file_cannot_be_recorded_again_with_other_contents(tmp_path: Path) -> None:

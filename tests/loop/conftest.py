@@ -11,6 +11,7 @@ import git
 import pytest
 import yaml
 
+from perfloop.bench.ab import Until
 from perfloop.bench.targets import parse_engine_flags
 from perfloop.engine.config import EngineConfig
 from perfloop.ledger.records import BenchRecord, MetricComparison, ProfileRecord
@@ -93,7 +94,9 @@ class FakeBackend:
         self.score = score
         self.calls: list[str] = []
 
-    def ab(self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path) -> BenchRecord:
+    def ab(
+        self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path, until: Until = None
+    ) -> BenchRecord:
         self.calls.append(label)
         va, vb = self.score(a.launch), self.score(b.launch)
         ratio = vb / va

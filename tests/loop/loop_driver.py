@@ -1,6 +1,7 @@
 """A loop process for the kill tests: the real state machine with scripted measurements that take time.
 
-Usage: python loop_driver.py create TARGET_REPO ARTIFACTS PATCHER | resume RUN_ROOT PATCHER | submit RUN_ROOT
+Usage: python loop_driver.py create TARGET_REPO ARTIFACTS PATCHER [CORRECTNESS] | resume RUN_ROOT PATCHER
+       | submit RUN_ROOT
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ from perfloop.loop.patchers.external import ExternalPatcher  # noqa: E402
 
 
 class SlowBackend(FakeBackend):
-    """Each benchmark takes a moment, so a kill can land mid-benchmark."""
+    """Each benchmark takes a moment and writes a result file per trial, so a kill lands mid-benchmark
+    with some trials finished."""
 
-    def ab(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        time.sleep(1.5)
-        return super().ab(*args, **kwargs)
+    def ab(self, a, b, spec, trials, label, out_dir, until=None):  # type: ignore[no-untyped-def]
+        for i in range(trials):
+            time.sleep(0.5)
+            for side in "AB":
+                path = Path(out_dir) / "trials" / f"trial{i:02d}-{side}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(f'{{"trial": {i}, "side": "{side}"}}\n')
+        return super().ab(a, b, spec, trials, label, out_dir, until)
 
 
 def patcher(name: str):  # type: ignore[no-untyped-def]
@@ -41,6 +48,8 @@ def main(argv: list[str]) -> None:
             artifact_root=str(artifacts),
             patcher=name if name == "external" else "playbook",
         )
+        if len(argv) > 4:
+            spec = spec.model_copy(update={"target": spec.target.model_copy(update={"correctness": argv[4]})})
         run = Run.create(spec, SlowBackend(), patcher(name), print)
     elif cmd == "resume":
         run = Run(Path(argv[1]), SlowBackend(), patcher(argv[2]), print)

@@ -15,12 +15,12 @@ import pytest
 from conftest import FakeBackend, make_spec
 from fake_messages_api import credential, error, message, serve, text, tool, usage
 
-from perfloop.ledger.records import PatchRecord, ReviewRecord
+from perfloop.ledger.records import AgentRecord, ModelReviewRecord, PatchRecord, ReviewRecord, TokenUsage
 from perfloop.ledger.verify import verify_ledger
 from perfloop.loop.machine import Run
-from perfloop.loop.model_review import ModelReviewer, ModelReviewRecord, merge
-from perfloop.loop.patchers.anthropic import AgentRecord, AnthropicPatcher, ApiSettings, MissingKeyError
-from perfloop.loop.pricing import TokenUsage, cost_usd
+from perfloop.loop.model_review import ModelReviewer, merge
+from perfloop.loop.patchers.anthropic import AnthropicPatcher, ApiSettings, MissingKeyError
+from perfloop.loop.pricing import PRICES_AS_OF, cost_usd
 from perfloop.loop.secrets import find_secrets
 
 KEY = "sk-ant-api03-" + "Zq9" * 16
@@ -232,7 +232,9 @@ def test_benchmark_edit_is_rejected_by_the_mechanical_gate_whatever_the_reviewer
     assert not any(t["name"] == "submit_review" for r in api.requests for t in r["tools"])
     assert git.Repo(target_repo).heads[run.manifest.loop_branch].commit.hexsha == run.manifest.base_commit
     # And were it asked, an ADVANCED verdict adds its gate but cannot flip the rejection.
-    advanced = ModelReviewRecord(model=MODEL, verdict="ADVANCED", summary="looks great")
+    advanced = ModelReviewRecord(
+        model=MODEL, verdict="ADVANCED", summary="looks great", prices_as_of=PRICES_AS_OF
+    )
     merged = merge(review, advanced)
     assert (
         not merged.accepted and merged.verdict == review.verdict and merged.rejected_by == review.rejected_by
@@ -252,7 +254,7 @@ def test_reviewer_findings_can_reject_a_candidate_the_gates_passed(tmp_path: Pat
         )
         run.drive()
     review = ReviewRecord.model_validate_json(round_file(run, "review.json").read_text())
-    assert not review.accepted and review.rejected_by == ["model_review"] and review.verdict == "STALLED"
+    assert not review.accepted and review.rejected_by == ["model_review"] and review.verdict == "REJECTED"
     assert "special-cases the workload" in review.gates[-1].evidence
 
 

@@ -57,7 +57,7 @@ def test_no_rule_ends_no_go_with_the_reason(tmp_path: Path, target_repo: Path) -
 def test_three_non_advancing_rounds_stall_after_a_research_round(tmp_path: Path, target_repo: Path) -> None:
     noop = [set_config(block_size=16 + i) for i in range(3)]
     run = _run(tmp_path, target_repo, noop)
-    assert run.state.state == "STALLED"
+    assert run.state.state == "NO_PROGRESS"
     assert (run.root / "rounds/003/peer-profile.json").exists()
     assert not (run.root / "rounds/002/peer-profile.json").exists()
     assert git.Repo(target_repo).heads["perfloop/test-run"].commit.hexsha == run.manifest.base_commit

@@ -20,15 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
-from perfloop.ledger.records import Record
+from perfloop.ledger.records import AgentRecord, RunSpend, TokenUsage
 from perfloop.ledger.store import atomic_write_model, atomic_write_text
 from perfloop.loop import worktrees as wt
 from perfloop.loop.gates import GATES, available_rows
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
 from perfloop.loop.patchers.tools import TOOL_SPECS, Sandbox, ToolError
-from perfloop.loop.pricing import PRICES_AS_OF, TokenUsage, calls_usd, prices_for, worst_rates
+from perfloop.loop.pricing import PRICES_AS_OF, calls_usd, prices_for, worst_rates
 from perfloop.loop.secrets import PATTERNS
 from perfloop.loop.templates import render
 
@@ -101,13 +99,6 @@ def usage_of(response: Any) -> TokenUsage:
     )
 
 
-class RunSpend(Record):
-    """API spend of a run so far, summed from its rounds' agent and model-review records."""
-
-    usage: TokenUsage = Field(default_factory=TokenUsage)
-    usd: float = 0.0
-
-
 def run_spend(run_root: Path, skip: Path | None = None) -> RunSpend:
     """Sum `usage` and `usd` of every spend record under `rounds/` (but `skip`)."""
     total = RunSpend()
@@ -120,26 +111,6 @@ def run_spend(run_root: Path, skip: Path | None = None) -> RunSpend:
                 usage=total.usage + TokenUsage.model_validate(doc["usage"]), usd=total.usd + doc["usd"]
             )
     return total
-
-
-class AgentRecord(Record):
-    """`agent.json`: one round of the agent patcher, for the ledger."""
-
-    model: str
-    turns: int = Field(description="API responses received this round.")
-    calls: list[TokenUsage] = Field(description="Usage of each response, as the API reported it.")
-    usage: TokenUsage = Field(description="Sum of `calls`.")
-    usd: float = Field(description="Estimated cost of `calls`, each priced on its own (pricing.py).")
-    prices_as_of: str
-    wall_s: float
-    stop: str = Field(
-        description="finished, gave_up, turn_cap, output_token_cap, usd_cap, refusal, interrupted, ..."
-    )
-    detail: str
-    tool_calls: dict[str, int] = Field(default_factory=dict)
-    refusals: list[str] = Field(default_factory=list, description="Tool calls the sandbox refused.")
-    transcript_file: str
-    resumed_calls: int = Field(0, description="Calls of an interrupted attempt of this round, in `calls`.")
 
 
 @dataclass

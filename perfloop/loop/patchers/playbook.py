@@ -132,9 +132,20 @@ def block_size(config: EngineConfig, ev: Evidence) -> Finding | None:
     )
 
 
+def on_cuda(rule: Rule) -> Rule:
+    """A rule that only means something on a CUDA device: it never fires on a CPU target."""
+
+    def guarded(config: EngineConfig, ev: Evidence) -> Finding | None:
+        from perfloop.engine.runner import pick_device
+
+        return rule(config, ev) if pick_device(config.device).type == "cuda" else None
+
+    return guarded
+
+
 RULES: dict[str, Rule] = {
     "prefix_caching": prefix_caching,
-    "cuda_graphs": cuda_graphs,
+    "cuda_graphs": on_cuda(cuda_graphs),
     "token_budget": token_budget,
     "block_size": block_size,
 }
