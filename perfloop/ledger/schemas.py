@@ -11,8 +11,18 @@ from perfloop.ledger.store import atomic_write_text
 
 
 def schema_documents() -> dict[str, dict[str, Any]]:
-    """File name -> JSON Schema, one per record model."""
-    return {f"{model.__name__}.schema.json": model.model_json_schema() for model in RECORD_MODELS}
+    """File name -> JSON Schema, one per record model, plus the goal spec (`Manifest.spec`)."""
+    from perfloop.loop.spec import GoalSpec
+
+    docs = {f"{model.__name__}.schema.json": model.model_json_schema() for model in RECORD_MODELS}
+    docs["GoalSpec.schema.json"] = GoalSpec.model_json_schema()
+    # Typed in Python as a dict (the ledger does not import the loop); the schema names its type.
+    spec = docs["Manifest.schema.json"]["properties"]["spec"]
+    docs["Manifest.schema.json"]["properties"]["spec"] = {
+        "$ref": "GoalSpec.schema.json",
+        "description": spec["description"],
+    }
+    return docs
 
 
 def render(schema: dict[str, Any]) -> str:

@@ -13,7 +13,10 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from perfloop.loop.measurement import Side
 from perfloop.loop.spec import GoalSpec
 
 PROFILE_STATS_STAGE = "engine"
+PROGRESS_EVERY_S = 30.0
 _console = Console(stderr=True)
 
 
@@ -40,6 +44,29 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+@contextmanager
+def _heartbeat(label: str, lines: list[str]) -> Iterator[None]:
+    """Without a terminal the spinner shows nothing: print a progress line every PROGRESS_EVERY_S."""
+    if _console.is_terminal:
+        yield
+        return
+    stop = threading.Event()
+    start = time.monotonic()
+
+    def beat() -> None:
+        while not stop.wait(PROGRESS_EVERY_S):
+            last = next((x.strip() for x in reversed(lines) if x.strip()), "starting")
+            _console.print(f"{label}: {time.monotonic() - start:.0f}s, {last[:120]}", soft_wrap=True)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 class ProcessBackend:
@@ -62,7 +89,7 @@ class ProcessBackend:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        with popen as proc, _console.status(f"{label}: starting") as status:
+        with popen as proc, _console.status(f"{label}: starting") as status, _heartbeat(label, lines):
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line)

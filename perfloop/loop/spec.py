@@ -79,7 +79,11 @@ class PeerSpec(_Strict):
 class ObjectiveSpec(_Strict):
     """When the goal is met."""
 
-    kind: Literal["beat_peer", "reach_value", "roofline_fraction"] = "beat_peer"
+    kind: Literal["beat_peer", "reach_value", "roofline_fraction"] = Field(
+        "beat_peer",
+        description="beat_peer: lead the best peer; reach_value: a metric value; "
+        "roofline_fraction: a share of the roofline.",
+    )
     margin: float = Field(0.0, ge=0.0, description="beat_peer: required lead, e.g. 0.05 = 5%.")
     value: float | None = Field(None, description="reach_value: the metric value to reach.")
     roofline_value: float | None = Field(None, gt=0, description="roofline_fraction: the roofline metric.")
