@@ -271,7 +271,9 @@ class Run:
             if self.spec.target.reference_command:
                 ref = out / "reference.json"
                 out.mkdir(parents=True, exist_ok=True)
-                self._shell(self.spec.target.reference_command, side.tree, out / "reference.log")
+                code, _ = self._shell(self.spec.target.reference_command, side.tree, out / "reference.log")
+                if code != 0:
+                    raise RuntimeError(f"target.reference_command exited {code}; see freeze/reference.log")
                 reference_sha = sha256_file(ref)
                 files += [ref, out / "reference.log"]
             self.notify("FREEZE: A/A run of the base to set the noise band")
