@@ -6,15 +6,47 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from perfloop.bench.workloads import WorkloadSpec
 from perfloop.loop.patchers.registry import patcher_entry
 
 DEFAULT_PROTECTED = ["**/bench/**", "**/*bench*", "**/*workload*", "**/*timing*", "**/*timer*"]
+
+
+def result_metrics() -> list[str]:
+    """Every metric a benchmark result has (vLLM key names): what `metric`, SLOs and tolerances may name."""
+    from perfloop.bench.result import BenchResult, _Header
+
+    # Counts and the duration are facts of the run, not rates or latencies one could improve.
+    counts = {"completed", "failed", "duration", "total_input_tokens", "total_output_tokens"}
+    skip = set(_Header.model_fields) | counts | {"max_concurrent_requests", "sglang_compat", "perfloop"}
+    return sorted(name for name in BenchResult.model_fields if name not in skip)
+
+
+def _check_metric(name: str) -> str:
+    valid = result_metrics()
+    if name not in valid:
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"{name!r} is not a benchmark metric; {hint}valid: {', '.join(valid)}")
+    return name
+
+
+def _check_launch(launch: str) -> str:
+    from perfloop.bench.targets import parse_target
+
+    try:
+        parse_target(launch)
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix("launch: ")) from exc
+    return launch
+
+
+MetricName = Annotated[str, AfterValidator(_check_metric)]
 
 
 class SpecError(ValueError):
@@ -122,17 +154,10 @@ class StopRules(_Strict):
 class Tolerances(_Strict):
     """The tolerance table, frozen at FREEZE."""
 
-    other_metrics: dict[str, float] = Field(
+    other_metrics: dict[MetricName, float] = Field(
         default_factory=lambda: {"p99_ttft_ms": 0.25, "p99_tpot_ms": 0.25},
         description="Lower-is-better metrics and the relative regression each may show.",
     )
-
-    @field_validator("other_metrics")
-    @classmethod
-    def _known(cls, value: dict[str, float]) -> dict[str, float]:
-        for name in value:
-            _check_metric(name)
-        return value
 
     min_noise_band: float = Field(0.01, ge=0, description="Floor of the A/A noise band.")
 
@@ -159,10 +184,10 @@ class GoalSpec(_Strict):
         default_factory=list, description="Competitors; none: the target's base commit is the peer."
     )
     workload: WorkloadSpec = Field(description="The benchmark workload, frozen at FREEZE.")
-    metric: str = Field(
+    metric: MetricName = Field(
         "output_throughput", description="Benchmark result metric the objective is about (vLLM key names)."
     )
-    slos: dict[str, float] = Field(
+    slos: dict[MetricName, float] = Field(
         default_factory=dict, description="Metric -> upper bound, e.g. p99_ttft_ms."
     )
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec, description="When the goal is met.")
@@ -178,18 +203,6 @@ class GoalSpec(_Strict):
     agent: AgentSpec = Field(default_factory=AgentSpec, description="Model settings of API patchers.")
     artifact_root: Path = Field(Path("artifacts"), description="Where run folders are written.")
     run_id: str | None = Field(None, description="Run id; default a timestamp.")
-
-    @field_validator("metric")
-    @classmethod
-    def _metric(cls, value: str) -> str:
-        return _check_metric(value)
-
-    @field_validator("slos")
-    @classmethod
-    def _slo_metrics(cls, value: dict[str, float]) -> dict[str, float]:
-        for name in value:
-            _check_metric(name)
-        return value
 
     @field_validator("peers")
     @classmethod
@@ -243,35 +256,6 @@ class GoalSpec(_Strict):
             "measure": self.measure.model_dump(),
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def result_metrics() -> list[str]:
-    """Every metric a benchmark result has (vLLM key names): what `metric`, SLOs and tolerances may name."""
-    from perfloop.bench.result import BenchResult, _Header
-
-    # Counts and the duration are facts of the run, not rates or latencies one could improve.
-    counts = {"completed", "failed", "duration", "total_input_tokens", "total_output_tokens"}
-    skip = set(_Header.model_fields) | counts | {"max_concurrent_requests", "sglang_compat", "perfloop"}
-    return sorted(name for name in BenchResult.model_fields if name not in skip)
-
-
-def _check_metric(name: str) -> str:
-    valid = result_metrics()
-    if name not in valid:
-        close = difflib.get_close_matches(name, valid, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"{name!r} is not a benchmark metric; {hint}valid: {', '.join(valid)}")
-    return name
-
-
-def _check_launch(launch: str) -> str:
-    from perfloop.bench.targets import parse_target
-
-    try:
-        parse_target(launch)
-    except ValueError as exc:
-        raise ValueError(str(exc).removeprefix("launch: ")) from exc
-    return launch
 
 
 def load_spec(path: Path) -> GoalSpec:
