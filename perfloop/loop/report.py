@@ -100,7 +100,7 @@ def bench_plots(root: Path, rounds: list[dict[str, Any]], out_dir: Path) -> list
 
 def reproduce_spec(spec: dict[str, Any]) -> str:
     """The run's spec as YAML for a new run (no run id; the artifact root of this one)."""
-    return yaml.safe_dump({k: v for k, v in spec.items() if k != "run_id"}, sort_keys=False)
+    return yaml.safe_dump({k: v for k, v in spec.items() if k != "run_id"}, sort_keys=False, width=1000)
 
 
 def launches(spec: dict[str, Any]) -> list[tuple[str, str]]:
