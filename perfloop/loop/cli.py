@@ -81,8 +81,9 @@ def _finish(run: Run) -> None:
     """Print where the run stopped, verify the ledger, and write the report."""
     state = run.state
     if state.state == S.WAITING_FOR_PATCH:
-        console.print(f"[yellow]waiting for a patch[/yellow]: prompt at {run.round_dir / 'prompt.md'}")
-        console.print(f"then: perfloop goal submit {run.root}", soft_wrap=True)
+        tree, prompt = run.root / "work" / f"agent-{state.round:03d}", run.round_dir / "prompt.md"
+        console.print(f"[yellow]WAITING_FOR_PATCH[/yellow]: read {prompt}", soft_wrap=True)
+        console.print(f"commit in {tree}, then: perfloop goal submit {run.root}", soft_wrap=True)
         return
     report = verify_ledger(run.root)
     status = "[green]verified[/green]" if report.ok else f"[red]BROKEN at {report.broken}[/red]"
@@ -98,12 +99,16 @@ def _drive(run: Run) -> None:
         raise typer.BadParameter(str(exc), param_hint="RUN") from exc
     except Exception as exc:  # noqa: BLE001 - a one-line message; the ledger's error event has the rest
         console.print(
-            f"[red]error[/red]: {run.state.state} failed: {str(exc).strip().splitlines()[0][:300]}; "
+            f"[red]error[/red]: {run.state.state} failed: {_first_line(exc)}; "
             f"`perfloop goal resume {run.root}` retries it",
             soft_wrap=True,
         )
         raise typer.Exit(1) from exc
     _finish(run)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _start(spec: GoalSpec) -> Run:
