@@ -5,6 +5,7 @@ by a relative run path, and the loop accepts the round."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -56,6 +57,20 @@ def _background(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+def _listed_rows(prompt: str) -> list[str]:
+    """The citable row ids the prompt lists: `- `ID`: {row}` lines, or rows carrying a `row_id`."""
+    tables = prompt.split("## Profiler tables", 1)[1].split("## Rules", 1)[0]
+    ids = []
+    for line in tables.splitlines():
+        keyed = re.match(r"- `([^`]+)`: ", line)
+        if keyed:
+            ids.append(keyed.group(1))
+        elif line.startswith("- {"):
+            ids.append(json.loads(line[2:])["row_id"])
+    assert ids, tables
+    return ids
+
+
 def _status(cwd: Path, env: dict[str, str]) -> RunStatus:
     result = _perfloop("goal", "status", "code-r1", "--json", cwd=cwd, env=env)
     assert result.returncode == 0, result.stderr
@@ -84,8 +99,7 @@ def test_an_agent_removes_a_planted_slowdown_and_the_loop_accepts_it(tmp_path: P
     status = _status(work, env)
     assert status.waiting_for_patch and status.prompt and status.worktree
     prompt = Path(status.prompt).read_text()
-    tables = prompt.split("## Profiler tables", 1)[1].split("## Rules", 1)[0]
-    row = re.findall(r"^- `([^`]+)`: ", tables, flags=re.M)[0]  # a row key as the prompt lists it
+    row = _listed_rows(prompt)[0]
 
     # The change: remove the per-step sleep the profile shows as host time, in the agent worktree.
     tree = Path(status.worktree)

@@ -306,13 +306,16 @@ def test_goal_spec_schema_is_exported_with_descriptions() -> None:
 
 def test_round_prompt_lists_every_earlier_candidate(tmp_path: Path, target_repo: Path) -> None:
     run = _waiting_run(tmp_path, target_repo, budgets={"max_rounds": 3})
-    sha = _agent_commit(run, "Smaller blocks\n\nCites: prefill/kernel_table#0", block_size=32)
+    sha = _agent_commit(run, "Smaller blocks", block_size=32)
     again = Run(run.root, FakeBackend(), ExternalPatcher())
-    again.submit(None, "", [])
+    again.submit(None, "", ["prefill/kernel_table#0"])
     assert again.drive() == "WAITING_FOR_PATCH" and again.state.round == 2
+    summary = json.loads((run.root / "rounds/001/summary.json").read_text())
+    assert not summary["accepted"] and "beyond_noise" in summary["rejected_by"]
     prompt = (run.root / "rounds/002/prompt.md").read_text()
     line = next(x for x in prompt.splitlines() if sha in x)
-    for part in ("Round 1", "engine.yaml +1", "prefill/kernel_table#0", "STALLED", "beyond_noise", "x1.000"):
+    parts = ["Round 1", "engine.yaml +1", "prefill/kernel_table#0", "candidate/best output_throughput x1.000"]
+    for part in [*parts, summary["verdict"], *summary["rejected_by"]]:
         assert part in line, (part, line)
 
 
