@@ -58,8 +58,8 @@ class WorkloadSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: WorkloadKind = "random"
-    seed: int = 0
+    kind: WorkloadKind = Field("random", description="random, shared-prefix, sharegpt or standard.")
+    seed: int = Field(0, description="Seed of the prompt and length draws.")
     num_prompts: int = Field(100, ge=1, description="random/sharegpt: number of requests.")
     input_len: int = Field(1024, ge=1, description="random: mean input length.")
     output_len: int = Field(128, ge=1, description="random/shared-prefix/sharegpt: output length.")
@@ -71,8 +71,8 @@ class WorkloadSpec(BaseModel):
     system_prompt_len: int = Field(2048, ge=1, description="shared-prefix: shared system prompt tokens.")
     question_len: int = Field(128, ge=1, description="shared-prefix: per-prompt question tokens.")
     dataset_path: str | None = Field(None, description="sharegpt: local ShareGPT-format JSON file.")
-    ignore_eos: bool = True
-    temperature: float = Field(0.0, ge=0.0)
+    ignore_eos: bool = Field(True, description="Generate exactly output_len tokens, past EOS.")
+    temperature: float = Field(0.0, ge=0.0, description="Sampling temperature (0: greedy).")
 
     def total_requests(self) -> int:
         """How many requests this workload sends."""

@@ -52,7 +52,7 @@ class Manifest(Record):
     run_id: str
     created: float
     perfloop_version: str
-    spec: dict[str, Any]
+    spec: dict[str, Any] = Field(description="The goal spec the run started from (GoalSpec.schema.json).")
     environment: dict[str, Any]
     target_repo: str
     loop_branch: str

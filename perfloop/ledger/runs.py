@@ -1,4 +1,4 @@
-"""Finding a run folder from what a user types: a path, or a run id under `artifacts/`."""
+"""Finding a run folder from what a user types: a run id, a relative or an absolute path."""
 
 from __future__ import annotations
 
@@ -9,9 +9,21 @@ import typer
 ARTIFACTS = Path("artifacts")
 
 
-def resolve_run(run: str) -> Path:
-    """A run folder holding `events.jsonl`: `run` as a path, else `artifacts/<run>`."""
-    for candidate in (Path(run), ARTIFACTS / run):
+def find_run(run: str, artifact_root: Path = ARTIFACTS) -> Path | None:
+    """The absolute run folder `run` names (a path, else `<artifact_root>/<run>`), or None."""
+    for candidate in (Path(run), artifact_root / run):
         if (candidate / "events.jsonl").exists() or (candidate / "manifest.json").exists():
-            return candidate
-    raise typer.BadParameter(f"no run folder at {run!r} or {ARTIFACTS / run} (RUN)", param_hint="RUN")
+            # Resolved once, here: later steps run git in the target repo, where a relative
+            # path would mean something else.
+            return candidate.resolve()
+    return None
+
+
+def resolve_run(run: str, artifact_root: Path = ARTIFACTS) -> Path:
+    """Like `find_run`, but a clear CLI error when there is no such run."""
+    root = find_run(run, artifact_root)
+    if root is None:
+        raise typer.BadParameter(
+            f"no run folder at {run!r} or {(artifact_root / run).as_posix()!r}", param_hint="RUN"
+        )
+    return root

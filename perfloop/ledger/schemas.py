@@ -13,11 +13,19 @@ from perfloop.ledger.store import atomic_write_text
 
 
 def schema_documents() -> dict[str, dict[str, Any]]:
-    """File name -> JSON Schema, one per record model."""
-    return {
-        f"{model.__name__}.schema.json": model.model_json_schema()
-        for model in [*RECORD_MODELS, *KERNEL_RECORD_MODELS, *EVAL_RECORD_MODELS]
+    """File name -> JSON Schema, one per record model, plus the goal spec (`Manifest.spec`)."""
+    from perfloop.loop.spec import GoalSpec
+
+    models = [*RECORD_MODELS, *KERNEL_RECORD_MODELS, *EVAL_RECORD_MODELS]
+    docs = {f"{model.__name__}.schema.json": model.model_json_schema() for model in models}
+    docs["GoalSpec.schema.json"] = GoalSpec.model_json_schema()
+    # Typed in Python as a dict (the ledger does not import the loop); the schema names its type.
+    spec = docs["Manifest.schema.json"]["properties"]["spec"]
+    docs["Manifest.schema.json"]["properties"]["spec"] = {
+        "$ref": "GoalSpec.schema.json",
+        "description": spec["description"],
     }
+    return docs
 
 
 def render(schema: dict[str, Any]) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -11,67 +13,67 @@ from rich.console import Console
 from rich.table import Table
 
 from perfloop.ledger.anchor import LedgerBrokenError
-from perfloop.ledger.records import RoundSummary
-from perfloop.ledger.runs import resolve_run
+from perfloop.ledger.runs import ARTIFACTS, find_run, resolve_run
 from perfloop.ledger.verify import verify_ledger
 from perfloop.loop import states as S
 from perfloop.loop.machine import LoopError, Run
 from perfloop.loop.model_review import ModelReviewer
-from perfloop.loop.patchers.anthropic import AnthropicPatcher, ApiSettings, MissingKeyError, api_key
+from perfloop.loop.patchers.anthropic import ApiSettings, MissingKeyError, api_key
 from perfloop.loop.patchers.base import Patcher
-from perfloop.loop.patchers.external import ExternalPatcher
-from perfloop.loop.patchers.playbook import PlaybookPatcher
+from perfloop.loop.patchers.registry import make_patcher, patcher_names
 from perfloop.loop.pricing import UnknownModelError
 from perfloop.loop.process_backend import ProcessBackend
 from perfloop.loop.quickstart import make_target_repo, quickstart_spec
 from perfloop.loop.report import build_report
 from perfloop.loop.spec import GoalSpec, SpecError, load_spec, parse_spec
+from perfloop.loop.status import current_state, is_driven, run_status, transitions
+from perfloop.loop.templates import write_example_spec
 from perfloop.loop.worktrees import TargetRepoError
 
-app = typer.Typer(help="The performance loop.", invoke_without_command=True)
+app = typer.Typer(
+    help="The performance loop. Bare `perfloop goal` runs the quickstart (a real loop on the CPU).",
+    invoke_without_command=True,
+)
 console = Console()
+RUN_HELP = "Run id, or relative or absolute folder."
+WAIT_POLL_S = 1.0
+STALE_POLLS = 5  # polls with no driver and no new event before `goal wait` says the run is idle
 
 
 def _patcher(spec: GoalSpec) -> Patcher:
-    if spec.patcher == "anthropic":
-        _require_key()
-        try:
-            return AnthropicPatcher(
-                ApiSettings(model=spec.agent.model),
-                max_turns=spec.agent.max_turns,
-                max_output_tokens=spec.agent.max_output_tokens,
-                notify=_notify,
-            )
-        except UnknownModelError as exc:
-            raise typer.BadParameter(str(exc).removeprefix("--model: "), param_hint="--model") from exc
-    return ExternalPatcher() if spec.patcher == "external" else PlaybookPatcher()
+    try:
+        return make_patcher(spec, _notify)
+    except MissingKeyError as exc:
+        console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2) from exc
+    except UnknownModelError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--model: "), param_hint="--model") from exc
 
 
 def _reviewer(spec: GoalSpec) -> ModelReviewer | None:
     """The optional model reviewer of `--review-model`."""
     if not spec.agent.review_model:
         return None
-    _require_key()
     try:
+        api_key()
         return ModelReviewer(ApiSettings(model=spec.agent.review_model))
+    except MissingKeyError as exc:
+        console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2) from exc
     except UnknownModelError as exc:
         raise typer.BadParameter(str(exc).removeprefix("--model: "), param_hint="--review-model") from exc
 
 
-def _require_key() -> None:
-    try:
-        api_key()
-    except MissingKeyError as exc:
-        console.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(2) from exc
-
-
 def _notify(message: str) -> None:
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}", soft_wrap=True)
 
 
-def _open(run: str) -> Run:
-    root = resolve_run(run)
+def _root(ctx: typer.Context, run: str) -> Path:
+    """The absolute run folder of a run id or a relative or absolute path (resolved once, here)."""
+    return resolve_run(run, ctx.obj or ARTIFACTS)
+
+
+def _open(root: Path) -> Run:
     spec = GoalSpec.model_validate(json.loads((root / "manifest.json").read_text())["spec"])
     return Run(root, ProcessBackend(), _patcher(spec), _notify, _reviewer(spec))
 
@@ -80,14 +82,15 @@ def _finish(run: Run) -> None:
     """Print where the run stopped, verify the ledger, and write the report."""
     state = run.state
     if state.state == S.WAITING_FOR_PATCH:
-        console.print(f"[yellow]waiting for a patch[/yellow]: prompt at {run.round_dir / 'prompt.md'}")
-        console.print(f"then: perfloop goal submit {run.root}")
+        tree, prompt = run.root / "work" / f"agent-{state.round:03d}", run.round_dir / "prompt.md"
+        console.print(f"[yellow]WAITING_FOR_PATCH[/yellow]: read {prompt}", soft_wrap=True)
+        console.print(f"commit in {tree}, then: perfloop goal submit {run.root}", soft_wrap=True)
         return
     report = verify_ledger(run.root, against_branch=True)
     status = "[green]verified[/green]" if report.ok else f"[red]BROKEN at {report.broken}[/red]"
-    console.print(f"[bold]{state.state}[/bold]: {state.reason}")
-    console.print(f"ledger {status}: {run.root} ({report.events} events)")
-    console.print(f"report: {build_report(run.root)}")
+    console.print(f"[bold]{state.state}[/bold]: {state.reason}", soft_wrap=True)
+    console.print(f"ledger {status}: {run.root} ({report.events} events)", soft_wrap=True)
+    console.print(f"report: {build_report(run.root)}", soft_wrap=True)
 
 
 def _drive(run: Run) -> None:
@@ -95,7 +98,18 @@ def _drive(run: Run) -> None:
         run.drive()
     except (LoopError, LedgerBrokenError) as exc:
         raise typer.BadParameter(str(exc), param_hint="RUN") from exc
+    except Exception as exc:  # noqa: BLE001 - a one-line message; the ledger's error event has the rest
+        console.print(
+            f"[red]error[/red]: {run.state.state} failed: {_first_line(exc)}; "
+            f"`perfloop goal resume {run.root}` retries it",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from exc
     _finish(run)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _start(spec: GoalSpec) -> Run:
@@ -108,23 +122,30 @@ def _start(spec: GoalSpec) -> Run:
 @app.callback()
 def goal(
     ctx: typer.Context,
-    artifact_root: Path = typer.Option(Path("artifacts"), "--artifact-root", help="Where runs are written."),
+    artifact_root: Path = typer.Option(
+        None, "--artifact-root", help="Where runs are written and run ids are found (default: artifacts)."
+    ),
 ) -> None:
     """With no command: the quickstart, a complete real loop on the CPU (a few minutes)."""
+    ctx.obj = artifact_root
+    # Launch and correctness commands say `python`: make it this interpreter, venv activated or not.
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     if ctx.invoked_subcommand is not None:
         return
+    root = artifact_root or ARTIFACTS
     run_id = "quickstart-" + time.strftime("%Y%m%d-%H%M%S")
-    repo = make_target_repo(artifact_root.resolve() / "quickstart-targets" / run_id)
+    repo = make_target_repo(root.resolve() / "quickstart-targets" / run_id)
     console.print(f"quickstart: mis-tuned target repo at {repo}; run {run_id}")
-    _drive(_start(quickstart_spec(repo, artifact_root, run_id)))
+    _drive(_start(quickstart_spec(repo, root, run_id)))
 
 
 @app.command("run")
 def run_goal(
-    spec: Path = typer.Option(..., "--spec", help="Goal spec YAML."),
+    ctx: typer.Context,
+    spec: Path = typer.Option(..., "--spec", help="Goal spec YAML (see examples/, `perfloop goal init`)."),
     run_id: str = typer.Option(None, "--run-id", help="Run id (default: a timestamp)."),
     patcher: str = typer.Option(
-        None, "--patcher", help="playbook, external or anthropic (overrides the spec)."
+        None, "--patcher", help=f"Patcher (overrides the spec): {', '.join(patcher_names())}."
     ),
     max_rounds: int = typer.Option(None, "--max-rounds", help="Round budget (overrides the spec)."),
     model: str = typer.Option(None, "--model", help="anthropic patcher model (default claude-sonnet-5-5)."),
@@ -135,18 +156,13 @@ def run_goal(
     max_usd: float = typer.Option(None, "--max-usd", min=0.0, help="API spend cap for the run, in USD."),
     review_model: str = typer.Option(None, "--review-model", help="Model of the optional model reviewer."),
 ) -> None:
-    """Start a run from a goal spec and drive it until it ends or waits for a patch."""
+    """Start a run; drive it until it ends or waits for a patch (both exit 0: the process ends)."""
     try:
-        goal_spec = load_spec(spec)
+        data = load_spec(spec).model_dump(mode="json")
     except SpecError as exc:
         raise typer.BadParameter(str(exc), param_hint="--spec") from exc
-    data = goal_spec.model_dump(mode="json")
-    if run_id:
-        data["run_id"] = run_id
-    if patcher:
-        if patcher not in ("playbook", "external", "anthropic"):
-            raise typer.BadParameter("choose playbook, external or anthropic", param_hint="--patcher")
-        data["patcher"] = patcher
+    overrides = {"run_id": run_id, "patcher": patcher, "artifact_root": ctx.obj and str(ctx.obj)}
+    data.update({k: v for k, v in overrides.items() if v})
     if max_rounds:
         data["budgets"]["max_rounds"] = max_rounds
     if max_usd is not None:
@@ -162,52 +178,87 @@ def run_goal(
     _drive(_start(goal_spec))
 
 
+@app.command("init")
+def init(
+    repo: Path = typer.Argument(..., help="The target git repo."),
+    out: Path = typer.Option(Path("goal.yaml"), "--out", help="Where to write the spec."),
+    example: str = typer.Option(
+        None, "--example", help="Example to start from (default: picked from what the repo holds)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented goal spec for REPO, from the closest spec in examples/; edit it, then `goal run`."""
+    if out.exists() and not force:
+        raise typer.BadParameter(f"{out} exists; pass --force to overwrite", param_hint="--out")
+    try:
+        name = write_example_spec(repo, out, example)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    console.print(f"wrote {out} (from examples/{name}.yaml)", soft_wrap=True)
+    try:
+        load_spec(out)
+        console.print(f"it loads; next: perfloop goal run --spec {out}", soft_wrap=True)
+    except SpecError as exc:
+        console.print(f"[yellow]edit it first[/yellow]: {exc}", soft_wrap=True)
+
+
 @app.command("resume")
-def resume(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
+def resume(ctx: typer.Context, run: str = typer.Argument(..., help=RUN_HELP)) -> None:
     """Continue a run after a crash, kill or stop request, from its last recorded transition."""
-    _drive(_open(run))
+    _drive(_open(_root(ctx, run)))
 
 
 @app.command("submit")
 def submit(
-    run: str = typer.Argument(..., help="Run folder or id."),
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help=RUN_HELP),
     commit: str = typer.Option(None, "--commit", help="Candidate SHA (default: HEAD of the agent worktree)."),
     rationale: str = typer.Option("", "--rationale", help="Why (default: the commit message)."),
     cite: list[str] = typer.Option([], "--cite", help="Cited row id stage/table/name (default: Cites:)."),
 ) -> None:
     """Hand the waiting run an external agent's commit; the loop validates, revalidates and reviews it."""
-    loop = _open(run)
+    loop = _open(_root(ctx, run))
     try:
         loop.submit(commit, rationale, cite)
     except (LoopError, TargetRepoError, LedgerBrokenError) as exc:
         raise typer.BadParameter(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - nothing was lost: say so in one line
+        state = current_state(loop.root).state
+        console.print(
+            f"[red]error[/red]: submit failed: {exc}; the run is in {state}, worktrees kept; "
+            f"rerun `perfloop goal {'submit' if state == S.WAITING_FOR_PATCH else 'resume'} {loop.root}`",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from exc
     _drive(loop)
 
 
 @app.command("status")
-def status(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
-    """A table of the run's rounds and where it stands."""
-    loop_run = _open(run)
-    table = Table(
-        title=f"run {loop_run.manifest.run_id}: {loop_run.state.state} (round {loop_run.state.round})"
-    )
+def status(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help=RUN_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the status as one JSON object."),
+) -> None:
+    """A table of the run's rounds and where it stands (`--json`: machine-readable)."""
+    root = _root(ctx, run)
+    st = run_status(root, root.name)
+    if as_json:
+        print(st.model_dump_json())
+        return
+    table = Table(title=f"run {st.run_id}: {st.state} (round {st.round})")
     for col in ("Round", "Gap", "Candidate", "Rule", "Verdict", "Rejected by"):
         table.add_column(col)
-    for folder in sorted((loop_run.root / "rounds").glob("[0-9][0-9][0-9]")):
-        path = folder / "summary.json"
-        if not path.exists():
-            table.add_row(folder.name, "", "", "", "(in progress)", "")
-            continue
-        s = RoundSummary.model_validate_json(path.read_text())
-        gap = f"{s.gap.median_ratio:.3f} {s.gap.position}" if s.gap else ""
-        commit = (s.patch.commit or "")[:12] if s.patch else ""
-        rule = (s.patch.rule or s.patch.patcher) if s.patch else ""
-        verdict = f"{s.verdict}: {s.why}" if s.why else s.verdict or ""
-        table.add_row(folder.name, gap, commit, rule, verdict, ", ".join(s.rejected_by))
+    for r in st.rounds:
+        gap = f"{r.gap_ratio:.3f} {r.gap_position}" if r.gap_ratio is not None else ""
+        verdict = (f"{r.verdict}: {r.why}" if r.why else r.verdict) or f"({r.status})"
+        rejected = ", ".join(r.rejected_by)
+        table.add_row(str(r.round), gap, (r.candidate or "")[:12], r.rule or "", verdict, rejected)
     console.print(table)
-    if loop_run.state.reason:
-        console.print(loop_run.state.reason)
-    ledger = verify_ledger(loop_run.root, against_branch=True)  # read-only: never repairs
+    prompt, nxt = st.prompt and f"prompt: {st.prompt}", st.next_command and f"next: {st.next_command}"
+    for line in (st.reason, prompt, nxt):
+        if line:
+            console.print(line, soft_wrap=True)
+    ledger = verify_ledger(root, against_branch=True)  # read-only: never repairs
     console.print(
         f"ledger [green]verified[/green] ({ledger.anchor})"
         if ledger.ok
@@ -215,17 +266,59 @@ def status(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
     )
 
 
+@app.command("wait")
+def wait(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="Run id, or relative or absolute folder (may not exist yet)."),
+    timeout: float = typer.Option(3600.0, "--timeout", min=0, help="Give up after so many seconds (exit 1)."),
+) -> None:
+    """Block until the run waits for a patch (exit 0) or ends (exit 0), one line per transition.
+
+    Exit 1 when the timeout passes, or when no process drives the run (then `goal resume` it).
+    """
+    deadline = time.monotonic() + timeout
+    root = find_run(run, ctx.obj or ARTIFACTS)
+    while root is None and time.monotonic() < deadline:  # `goal run` may still be creating it
+        time.sleep(WAIT_POLL_S)
+        root = find_run(run, ctx.obj or ARTIFACTS)
+    if root is None:
+        raise typer.BadParameter(f"no run folder at {run!r} after {timeout:.0f}s", param_hint="RUN")
+    seen, idle = max(len(transitions(root)) - 1, 0), 0  # the current state, then every new one
+    while True:
+        events = transitions(root)
+        for event in events[seen:]:
+            when = time.strftime("%H:%M:%S")
+            print(f"{when} round {event.round}: {event.data.get('from')} -> {event.state}", flush=True)
+        idle = idle + 1 if len(events) == seen else 0
+        seen = len(events)
+        st = run_status(root, root.name)
+        if st.waiting_for_patch:
+            todo = f"read {st.prompt}; commit in {st.worktree}; then {st.next_command}"
+            print(f"{st.state}: {todo}", flush=True)
+            return
+        if st.ended:
+            print(f"{st.state}: {st.reason}", flush=True)
+            return
+        if idle >= STALE_POLLS and not is_driven(root):
+            print(f"{st.state}: no process drives the run; `perfloop goal resume {root}`", flush=True)
+            raise typer.Exit(1)
+        if time.monotonic() >= deadline:
+            print(f"{st.state}: still running after {timeout:.0f}s", flush=True)
+            raise typer.Exit(1)
+        time.sleep(WAIT_POLL_S)
+
+
 @app.command("stop")
-def stop(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
+def stop(ctx: typer.Context, run: str = typer.Argument(..., help=RUN_HELP)) -> None:
     """Abort the run now, or at the next transition when a process is driving it."""
     try:
-        console.print(_open(run).stop())
+        console.print(_open(_root(ctx, run)).stop())
     except LedgerBrokenError as exc:
         raise typer.BadParameter(str(exc), param_hint="RUN") from exc
 
 
 def report(
-    run: str = typer.Argument(..., help="Run folder or id."),
+    run: str = typer.Argument(..., help=RUN_HELP),
     out: Path = typer.Option(None, "--out", help="Report path (default: RUN/report.md)."),
 ) -> None:
     """Render the Markdown PR report of a run from its ledger."""

@@ -8,6 +8,7 @@ at any point loses only the unrecorded work of the state in progress, which `res
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import shlex
@@ -49,6 +50,7 @@ from perfloop.loop import worktrees as wt
 from perfloop.loop.freeze import freeze_record
 from perfloop.loop.gap import decide_gap
 from perfloop.loop.gates import ReviewInput, review
+from perfloop.loop.history import candidate_history
 from perfloop.loop.launch import target_launch
 from perfloop.loop.measurement import Backend, Side
 from perfloop.loop.model_review import ModelReviewer, run_model_review
@@ -91,7 +93,7 @@ class Run:
         notify: Notify | None = None,
         model_reviewer: ModelReviewer | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # git runs in the target repo: a relative path would miss
         self.ledger = Ledger(self.root)  # opening a run never writes: status and report only read
         self.manifest = Manifest.model_validate_json((self.root / MANIFEST).read_text())
         self.spec = GoalSpec.model_validate(self.manifest.spec)
@@ -295,6 +297,10 @@ class Run:
             for e in self.ledger.events()
             if e.kind == "error" and e.round == st.round and e.state == st.state
         ]
+        if isinstance(exc, ValueError) and not isinstance(exc, json.JSONDecodeError):
+            # Bad input (a spec value, a launch spec) fails the same way on every retry.
+            self._go(S.BLOCKED, reason=f"{st.state} cannot succeed on retry: {str(exc)[:300]}")
+            return True
         if len(failures) < BLOCK_AFTER:
             self.notify(
                 f"{st.state} failed ({len(failures)}/{BLOCK_AFTER}); `perfloop goal resume` retries it"
@@ -358,7 +364,9 @@ class Run:
             if self.spec.target.reference_command:
                 ref = out / "reference.json"
                 out.mkdir(parents=True, exist_ok=True)
-                self._shell(self.spec.target.reference_command, side.tree, out / "reference.log")
+                code, _ = self._shell(self.spec.target.reference_command, side.tree, out / "reference.log")
+                if code != 0:
+                    raise RuntimeError(f"target.reference_command exited {code}; see freeze/reference.log")
                 reference_sha = sha256_file(ref)
                 files += [ref, out / "reference.log"]
             self.notify("FREEZE: A/A run of the base to set the noise band")
@@ -470,6 +478,7 @@ class Run:
             scratch=self.root / "work",
             research=st.research_next,
             tried_rules=list(st.tried_rules),
+            history=candidate_history(self.root, st.round, self.spec.metric),
         )
 
     def _do_patch(self) -> None:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +30,35 @@ from perfloop.loop.measurement import Side
 from perfloop.loop.spec import GoalSpec
 
 PROFILE_STATS_STAGE = "engine"
+PROGRESS_EVERY_S = 30.0
 _console = Console(stderr=True)
 
 
 class MeasureError(RuntimeError):
     """A measurement child failed; the message carries its last output lines."""
+
+
+@contextmanager
+def _heartbeat(label: str, lines: list[str]) -> Iterator[None]:
+    """Without a terminal the spinner shows nothing: print a progress line every PROGRESS_EVERY_S."""
+    if _console.is_terminal:
+        yield
+        return
+    stop = threading.Event()
+    start = time.monotonic()
+
+    def beat() -> None:
+        while not stop.wait(PROGRESS_EVERY_S):
+            last = next((x.strip() for x in reversed(lines) if x.strip()), "starting")
+            _console.print(f"{label}: {time.monotonic() - start:.0f}s, {last[:120]}", soft_wrap=True)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 class ProcessBackend:
@@ -54,7 +81,12 @@ class ProcessBackend:
             text=True,
             **children.popen_kwargs(),
         )
-        with popen as proc, children.tracked(proc), _console.status(f"{label}: starting") as status:
+        with (
+            popen as proc,
+            children.tracked(proc),
+            _console.status(f"{label}: starting") as status,
+            _heartbeat(label, lines),
+        ):
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line)

@@ -8,13 +8,13 @@ report says plainly that the headroom was planted.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import git
 import yaml
 
 from perfloop.loop.spec import GoalSpec, parse_spec
+from perfloop.loop.templates import examples_dir
 
 MISTUNED = {
     "model": "preset:tiny-qwen3",
@@ -46,45 +46,7 @@ def make_target_repo(path: Path) -> Path:
 
 
 def quickstart_spec(repo: Path, artifact_root: Path, run_id: str) -> GoalSpec:
-    """The quickstart goal: beat the engine-defaults peer on a small shared-prefix workload."""
-    correctness = f"{sys.executable} -m perfloop.loop.correctness --config engine.yaml"
-    return parse_spec(
-        {
-            "objective_text": "Quickstart: recover the throughput a mis-tuned engine config loses on a "
-            "shared-prefix agent workload, and beat the engine's defaults by 5%.",
-            "objective": {"kind": "beat_peer", "margin": 0.05},
-            "target": {
-                "repo": str(repo),
-                "engine_config_file": "engine.yaml",
-                "allowed_paths": ["engine.yaml"],
-                "correctness": correctness + " --reference {reference}",
-                "reference_command": correctness + " --write-reference {reference}",
-            },
-            "peers": [{"name": "engine-defaults", "launch": PEER}],
-            "workload": {
-                "kind": "shared-prefix",
-                "num_groups": 2,
-                "prompts_per_group": 8,
-                "system_prompt_len": 256,
-                "question_len": 16,
-                "output_len": 16,
-            },
-            # One torch thread per engine keeps the trials' noise low on a 2-core host; four requests
-            # in flight (an agent fleet, not a flood) keep TPOT a per-request latency, not a batch size.
-            # A trial lasts at least 2 measured seconds per side (a 16-request run is 0.3-1 s), and pairs
-            # are added up to 6 until the interval is decisive; a band above the 5% margin ends the run
-            # UNPROVABLE early instead of spending rounds on gains the host cannot resolve.
-            "measure": {
-                "trials": 3,
-                "aa_trials": 3,
-                "max_trials": 6,
-                "trial_seconds": 2.0,
-                "profile_requests": 8,
-                "torch_threads": 1,
-                "max_concurrency": 4,
-            },
-            "budgets": {"max_rounds": 6, "max_wall_s": 1200},
-            "artifact_root": str(artifact_root),
-            "run_id": run_id,
-        }
-    )
+    """The quickstart goal, `examples/quickstart.yaml`, aimed at the scratch repo."""
+    data = yaml.safe_load((examples_dir() / "quickstart.yaml").read_text())
+    data["target"]["repo"] = str(repo)
+    return parse_spec(data | {"artifact_root": str(artifact_root), "run_id": run_id})

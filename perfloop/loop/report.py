@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -148,6 +149,19 @@ def _interrupted(ledger: Ledger) -> list[dict[str, Any]]:
         return []
 
 
+def reproduce_spec(spec: dict[str, Any]) -> str:
+    """The run's spec as YAML for a new run (no run id; the artifact root of this one)."""
+    return yaml.safe_dump({k: v for k, v in spec.items() if k != "run_id"}, sort_keys=False, width=1000)
+
+
+def launches(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """(side, launch) of the target and every peer, as the spec gives them."""
+    target = spec["target"]
+    own = target["launch"] or f"engine: flags of {target['engine_config_file']} at each commit"
+    peers = [(p["name"], p["launch"]) for p in spec["peers"]] or [("peer (the base commit)", own)]
+    return [("target", own), *peers]
+
+
 def build_report(root: Path, out: Path | None = None) -> Path:
     """Render the report of the run at `root` to `out` (default `<root>/report.md`)."""
     out = out or root / "report.md"
@@ -192,6 +206,8 @@ def build_report(root: Path, out: Path | None = None) -> Path:
         interrupted=_interrupted(ledger),
         consistent=consistent,
         run_root=root,
+        spec_yaml=reproduce_spec(manifest.spec),
+        launches=launches(manifest.spec),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

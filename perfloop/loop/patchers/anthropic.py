@@ -380,6 +380,7 @@ def _system_prompt(ev: Evidence) -> str:
         parent=ev.parent_commit,
         gates=GATES,
         tried=ev.tried_rules,
+        history=ev.history,
         research=ev.research,
     )
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import git
 
 from perfloop.ledger.records import FreezeRecord, GapRecord, ProfileRecord
+from perfloop.loop.history import CandidateHistory
 from perfloop.loop.spec import GoalSpec
 
 
@@ -34,6 +35,7 @@ class Evidence:
     scratch: Path
     research: bool = False
     tried_rules: list[str] = field(default_factory=list)
+    history: list[CandidateHistory] = field(default_factory=list)
 
 
 @dataclass

@@ -42,6 +42,7 @@ class ExternalPatcher(Patcher):
             parent=evidence.parent_commit,
             gates=GATES,
             tried=evidence.tried_rules,
+            history=evidence.history,
             research=evidence.research,
         )
         atomic_write_text(evidence.round_dir / "prompt.md", text)
