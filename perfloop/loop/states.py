@@ -33,7 +33,7 @@ NEXT: dict[str, set[str]] = {
     PROFILE: {PATCH},
     PATCH: {VALIDATE, WAITING_FOR_PATCH, NO_GO, BUDGET_LIMITED},
     WAITING_FOR_PATCH: {VALIDATE},
-    VALIDATE: {REVALIDATE},
+    VALIDATE: {REVALIDATE, REVIEW},  # REVIEW directly: static gates rejected, or the phase crashed
     REVALIDATE: {REVIEW},
     REVIEW: {RECORD},
     RECORD: {BENCH, STALLED},
