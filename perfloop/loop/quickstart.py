@@ -57,7 +57,7 @@ def quickstart_spec(repo: Path, artifact_root: Path, run_id: str) -> GoalSpec:
                 "engine_config_file": "engine.yaml",
                 "allowed_paths": ["engine.yaml"],
                 "correctness": correctness + " --reference {reference}",
-                "reference_command": correctness + " --write-reference {reference}",
+                "reference_command": correctness + " --write-reference {reference} --workload {workload}",
             },
             "peers": [{"name": "engine-defaults", "launch": PEER}],
             "workload": {
