@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--reference", type=Path, help="Frozen reference outputs to compare with.")
     group.add_argument("--write-reference", type=Path, help="Write the reference outputs here.")
-    parser.add_argument("--workload", type=Path, help="Frozen workload JSON to sample reference prompts from.")
+    parser.add_argument("--workload", type=Path, help="Frozen workload JSON to sample prompts from.")
     args = parser.parse_args(argv)
     config = load_engine_config(args.config)
     if args.write_reference:

@@ -182,26 +182,22 @@ def _secrets(inp: ReviewInput) -> tuple[bool, str]:
 # ---------- gates on what the candidate phases did ----------
 
 
+def _no_crash(inp: ReviewInput, name: str, ok: str) -> tuple[bool, str]:
+    """Fails when a candidate phase crashed and `crash.json` names gate `name` as the one rejecting it."""
+    crash = inp.crash
+    if crash is not None and crash.gate == name:
+        return False, f"{crash.phase}: {crash.error[:500]}"
+    return True, ok
+
+
 @gate("phases_completed")
 def _phases(inp: ReviewInput) -> tuple[bool, str]:
-    crash = inp.crash
-    if crash is not None and crash.gate == "phases_completed":
-        return False, f"{crash.phase} crashed: {crash.error[:500]}"
-    return (
-        True,
-        "every candidate phase finished" if crash is None else f"{crash.phase} stopped by {crash.gate}",
-    )
+    return _no_crash(inp, "phases_completed", "no candidate phase crashed")
 
 
 @gate("harness_integrity")
 def _integrity(inp: ReviewInput) -> tuple[bool, str]:
-    crash = inp.crash
-    if crash is not None and crash.gate == "harness_integrity":
-        return False, f"{crash.phase}: {crash.error[:500]}"
-    return (
-        True,
-        "the measured code left the harness's clocks alone; every evidence process ran the frozen harness",
-    )
+    return _no_crash(inp, "harness_integrity", "the measured code left the harness's clocks alone")
 
 
 @gate("frozen_hashes")

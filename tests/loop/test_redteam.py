@@ -18,7 +18,6 @@ from pathlib import Path
 
 import git
 import pytest
-import yaml
 from conftest import FakeBackend, ScriptedPatcher, make_spec, set_config
 
 import perfloop
@@ -286,16 +285,10 @@ def test_an_ab_of_a_tree_with_itself_is_refused(tmp_path: Path, target_repo: Pat
 # ---------- the harness is never the candidate's ----------
 
 
-def _code_target(tmp_path: Path) -> Path:
-    """A target whose tree is perfloop's own source (the harness copy lives in the candidate's tree)."""
-    repo = tmp_path / "code-target"
+def _code_target(repo: Path) -> Path:
+    """The scratch target plus perfloop's own source: the harness copy lives in the candidate's tree."""
     shutil.copytree(PKG, repo / "perfloop", ignore=shutil.ignore_patterns("__pycache__"))
-    (repo / "engine.yaml").write_text(
-        yaml.safe_dump({"model": "preset:tiny-qwen3", "enable_prefix_caching": False})
-    )
-    r = git.Repo.init(repo)
-    r.git.config("user.email", "t@example.com")
-    r.git.config("user.name", "t")
+    r = git.Repo(repo)
     r.git.add("-A")
     r.index.commit("perfloop as the target")
     return repo
@@ -311,8 +304,8 @@ def lie_in_the_harness_copy(tree: Path) -> None:
     )
 
 
-def test_the_candidate_tree_copy_of_the_harness_is_never_run(tmp_path: Path) -> None:
-    repo = _code_target(tmp_path)
+def test_the_candidate_tree_copy_of_the_harness_is_never_run(tmp_path: Path, target_repo: Path) -> None:
+    repo = _code_target(target_repo)
     check = (
         f'{sys.executable} -c "import sys, pathlib; from perfloop.loop.launch import load_engine_config; '
         "sys.exit(0 if load_engine_config(pathlib.Path('engine.yaml')).model == 'preset:tiny-qwen3' else 1)\""
@@ -409,8 +402,10 @@ class MeasuredCandidates(ProcessBackend):
 
 
 @pytest.mark.slow
-def test_hacks_inside_the_measurement_are_rejected_and_an_honest_gain_accepted(tmp_path: Path) -> None:
-    repo = _code_target(tmp_path)
+def test_hacks_inside_the_measurement_are_rejected_and_an_honest_gain_accepted(
+    tmp_path: Path, target_repo: Path
+) -> None:
+    repo = _code_target(target_repo)
     engine = repo / "perfloop" / "engine" / "llm_engine.py"
     text = engine.read_text()
     head = "from __future__ import annotations\n"
