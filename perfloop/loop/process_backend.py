@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -336,6 +337,8 @@ def _profile_server(launch: str, spec: GoalSpec, out: Path) -> ProfileRecord:
 def main(argv: list[str]) -> int:
     """Child entry point: `ab|profile|trial JOB OUT`."""
     kind, job_path, out_path = argv
+    # This process already has the cwd off sys.path; a target server it launches keeps its own habits.
+    os.environ.pop("PYTHONSAFEPATH", None)
     job = json.loads(Path(job_path).read_text())
     jobs = {"ab": run_ab_job, "profile": run_profile_job, "trial": run_trial_job}
     try:

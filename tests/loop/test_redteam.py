@@ -319,6 +319,22 @@ def test_the_candidate_tree_copy_of_the_harness_is_never_run(tmp_path: Path, tar
     assert frozen["source"] == str(PKG) and "perfloop/loop/launch.py" in frozen["files"]
 
 
+def edit_workload_code(tree: Path) -> None:
+    """Rewrites the harness's workload code in the candidate's tree (fewer, shorter requests)."""
+    workloads = tree / "perfloop" / "bench" / "workloads.py"
+    workloads.write_text(workloads.read_text() + "\n\ndef build_requests(spec):\n    return []\n")
+    set_config(enable_prefix_caching=True)(tree)
+
+
+def test_editing_workload_code_is_rejected_before_anything_runs(tmp_path: Path, target_repo: Path) -> None:
+    repo = _code_target(target_repo)
+    backend = FakeBackend()
+    target = {**_target(repo), "allowed_paths": ["engine.yaml", "perfloop/**"]}
+    run = _drive(tmp_path, repo, [edit_workload_code], backend, target=target)
+    _assert_rejected(run, "protected_code")
+    assert backend.calls.count("revalidate") == 0 and run.state.state == "BUDGET_LIMITED"
+
+
 def test_correctness_prompts_cover_the_workloads_lengths(tmp_path: Path, target_repo: Path) -> None:
     workload = make_spec(target_repo, tmp_path).workload
     prompts = workload_prompts(workload, 512)
