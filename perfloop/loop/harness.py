@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import stat
 from pathlib import Path
@@ -21,11 +20,10 @@ from pydantic import Field
 import perfloop
 from perfloop.engine_tree import ENV as ENGINE_TREE_ENV
 from perfloop.ledger.records import Record
+from perfloop.loop.patchers.tools import HIDDEN_ENV
 
 HARNESS_DIR = "freeze/harness"
 MANIFEST = "freeze/harness.json"
-# Children never see credentials: a candidate's code runs in some of them.
-_SECRET_ENV = re.compile(r"(?i)(api_?key|token|secret|password|credential)")
 
 
 class HarnessError(RuntimeError):
@@ -104,9 +102,10 @@ def threads_env(threads: int | None) -> dict[str, str]:
 
 
 def child_env(run_root: Path | None, tree: Path | None) -> dict[str, str]:
-    """The environment of every evidence process: frozen harness first, cwd off the path, no
-    credentials, and the candidate's engine package when its tree has one."""
-    env = {k: v for k, v in os.environ.items() if not _SECRET_ENV.search(k)}
+    """The environment of every evidence process: frozen harness first, cwd off the path, not the
+    agent's API key (a candidate's code runs in some of them), and the candidate's engine package
+    when its tree has one."""
+    env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
     env.pop(ENGINE_TREE_ENV, None)
     if run_root is not None:
         verify(run_root)

@@ -79,10 +79,20 @@ def symlink_into_protected(tree: Path) -> None:
     set_config(enable_prefix_caching=True)(tree)
 
 
+def add_submodule(tree: Path) -> None:
+    """A submodule at an allowed-looking path: code from elsewhere, not reviewed here."""
+    sub = git.Repo.init(tree / "kernels.py")  # an embedded repository: `git add -A` records a gitlink
+    (tree / "kernels.py" / "fast.c").write_text("int fast(void) { return 1; }\n")
+    sub.git.add("-A")
+    sub.index.commit("vendored kernels", author=git.Actor("a", "a@b"), committer=git.Actor("a", "a@b"))
+    set_config(enable_prefix_caching=True)(tree)
+
+
 @pytest.mark.parametrize(
     ("edit", "gate"),
     [
         (rename_protected, "protected_code"),
+        (add_submodule, "allowed_paths"),
         (symlink_out, "allowed_paths"),
         (symlink_into_protected, "protected_code"),
     ],
@@ -103,7 +113,8 @@ def test_path_tricks_are_resolved_and_rejected_before_measurement(
     assert "revalidate" not in backend.calls
     assert not (run.root / "rounds/001/validation.json").exists()
     static = json.loads((run.root / "rounds/001/static.json").read_text())
-    assert any(p["old_path"] == "bench/workload.py" or p["kind"] == "symlink" for p in static["paths"])
+    kinds = {p["kind"] for p in static["paths"]} | {p["old_path"] for p in static["paths"]}
+    assert kinds & {"bench/workload.py", "symlink", "submodule"}
 
 
 def _target(repo: Path) -> dict:
