@@ -113,6 +113,11 @@ def child_env(run_root: Path | None, tree: Path | None) -> dict[str, str]:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (harness, os.environ.get("PYTHONPATH")) if p)
     env["PYTHONSAFEPATH"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    if tree is not None and (tree / "perfloop" / "engine" / "__init__.py").is_file():
-        env[ENGINE_TREE_ENV] = str(tree.resolve())
+    if has_engine(tree):
+        env[ENGINE_TREE_ENV] = str(Path(str(tree)).resolve())
     return env
+
+
+def has_engine(tree: Path | None) -> bool:
+    """True when a tree holds its own `perfloop/engine` package (a code target, not a config)."""
+    return tree is not None and (tree / "perfloop" / "engine" / "__init__.py").is_file()

@@ -27,7 +27,7 @@ from perfloop.bench.result import BenchResult
 from perfloop.bench.runner import BenchSpec
 from perfloop.bench.workloads import WorkloadSpec
 from perfloop.ledger.records import BenchRecord, MetricComparison, ProfileRecord
-from perfloop.loop.harness import child_env, harness_of, threads_env
+from perfloop.loop.harness import child_env, harness_of, has_engine, threads_env
 from perfloop.loop.measurement import Side
 from perfloop.loop.secrets import redact
 from perfloop.loop.spec import GoalSpec
@@ -155,36 +155,26 @@ def _tree_hash(tree: Path) -> str:
     return out.stdout.strip()
 
 
-def _has_engine(tree: str | None) -> bool:
-    return bool(tree) and (Path(str(tree)) / "perfloop" / "engine" / "__init__.py").is_file()
-
-
 def trial_runner(job: dict[str, Any]) -> Callable[[BenchSpec], BenchResult] | None:
     """For sides that bring their own engine code: run each trial in a process of that side's tree.
 
     None when neither does (the engine is the harness's own; trials run in this process).
     """
-    if not (_has_engine(job.get("a_tree")) or _has_engine(job.get("b_tree"))):
+    trees = {s: Path(job[key]) if job.get(key) else None for s, key in (("A", "a_tree"), ("B", "b_tree"))}
+    if not any(has_engine(t) for t in trees.values()):
         return None
     out_dir = Path(job["out_dir"])
+    by_launch = {job["a"]: "A", job["b"]: "B"}
 
     def run(bench: BenchSpec) -> BenchResult:
-        side = "B" if bench.label and bench.label.endswith("B") else "A"
-        tree = job["b_tree"] if side == "B" else job["a_tree"]
-        if job["a"] != job["b"]:  # distinct launches name their side whatever the label says
-            side_tree = {job["a"]: job["a_tree"], job["b"]: job["b_tree"]}
-            tree = side_tree[bench.launch]
-        n = len(list(out_dir.glob("job-*.json")))
-        trial_job = {"bench": bench.model_dump(mode="json"), "run_root": job.get("run_root") or ""}
-        work = out_dir / f"job-{n:03d}-{side}"
-        out = ProcessBackend()._child("trial", trial_job, work, Path(tree) if tree else None, _opt(tree))
+        # Distinct launches name their side; equal ones (two trees, one config) go by run_ab's label.
+        side = by_launch[bench.launch] if len(by_launch) == 2 else (bench.label or "A")[-1]
+        work = out_dir / f"job-{len(list(out_dir.glob('job-*'))):03d}-{side}"
+        trial = {"bench": bench.model_dump(mode="json"), "run_root": job.get("run_root") or ""}
+        out = ProcessBackend()._child("trial", trial, work, trees[side], trees[side])
         return BenchResult.model_validate(out)
 
     return run
-
-
-def _opt(tree: str | None) -> Path | None:
-    return Path(tree) if tree else None
 
 
 def run_trial_job(job: dict[str, Any]) -> BenchResult:
