@@ -228,6 +228,31 @@ def _assert_rejected_then_advanced(run: Run) -> None:
     assert verify_ledger(run.root).ok
 
 
+PRINT_KEYS = """import os
+print("sk-ant-" + "api03-" + "Lk9" * 12)  # built at run time: no file of the candidate holds it
+print("agent key:", os.environ.get("ANTHROPIC_API_KEY"))
+"""
+
+
+def test_a_secret_in_a_phase_log_is_redacted_and_the_agent_key_never_reaches_it(
+    tmp_path: Path, target_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent_key = "sk-ant-api03-" + "Qw8" * 12
+    monkeypatch.setenv("ANTHROPIC_API_KEY", agent_key)
+    _with_check(target_repo)
+    target = {**_target(target_repo), "allowed_paths": ["engine.yaml", "check.py"]}
+    target["correctness"] = f"{sys.executable} check.py"
+    run = _drive(tmp_path, target_repo, [_check_hack(PRINT_KEYS)], target=target)
+    _assert_rejected(run, "no_secrets")
+    evidence = next(g for g in _review(run)["gates"] if g["gate"] == "no_secrets")["evidence"]
+    assert "validation.log:3:1: anthropic key (redacted)" in evidence, evidence
+    log = (run.root / "rounds/001/validation.log").read_text()
+    assert "[REDACTED:anthropic key]" in log and "agent key: None" in log
+    for path in run.root.rglob("*"):
+        if path.is_file():
+            assert agent_key.encode() not in path.read_bytes() and b"Lk9Lk9Lk9" not in path.read_bytes(), path
+
+
 # ---------- fair sides and attempts ----------
 
 
