@@ -210,10 +210,12 @@ def test_a_candidate_crashing_a_phase_is_rejected_and_the_run_moves_on(
     tmp_path: Path, target_repo: Path
 ) -> None:
     class Crashes(FakeBackend):
-        def ab(self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path) -> BenchRecord:
+        def ab(
+            self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path, **kw: object
+        ) -> BenchRecord:
             if label == "revalidate" and "--block-size 32" in b.launch:
                 raise MeasureError("ab measurement failed (exit 1):\nFrozenInstanceError in build_requests")
-            return super().ab(a, b, spec, trials, label, out_dir)
+            return super().ab(a, b, spec, trials, label, out_dir, **kw)
 
     edits = [set_config(block_size=32), set_config(enable_prefix_caching=True)]
     run = _drive(tmp_path, target_repo, edits, Crashes())
@@ -269,7 +271,7 @@ class CommitPatcher(Patcher):
             return Proposal(commit=None, reason="no more commits")
         sha = self.commits.pop(0)
         return Proposal(
-            commit=sha, reason="resubmitted", rationale="again", cited_rows=["prefill/kernel_table#0"]
+            commit=sha, reason="resubmitted", rationale="again", cited_rows=ScriptedPatcher([]).cites
         )
 
 
@@ -442,12 +444,14 @@ class MeasuredCandidates(ProcessBackend):
     """The real backend for what decides acceptance (FREEZE's A/A, REVALIDATE); BENCH and PROFILE,
     which only feed the patcher, are scripted to keep the test short."""
 
-    def ab(self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path) -> BenchRecord:
+    def ab(
+        self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path, **kw: object
+    ) -> BenchRecord:
         if label.startswith("vs-"):
             return FakeBackend(lambda launch: 100.0 if a.launch == launch else 50.0).ab(
-                a, b, spec, trials, label, out_dir
+                a, b, spec, trials, label, out_dir, **kw
             )
-        return super().ab(a, b, spec, trials, label, out_dir)
+        return super().ab(a, b, spec, trials, label, out_dir, **kw)
 
     def profile(self, side: Side, spec: GoalSpec, out_dir: Path) -> ProfileRecord:
         return FakeBackend().profile(side, spec, out_dir)
