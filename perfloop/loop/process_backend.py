@@ -25,6 +25,7 @@ from rich.console import Console
 from perfloop.bench.fingerprint import collect_environment
 from perfloop.bench.result import BenchResult
 from perfloop.bench.runner import BenchSpec
+from perfloop.bench.targets import parse_target
 from perfloop.bench.workloads import WorkloadSpec
 from perfloop.ledger.records import BenchRecord, MetricComparison, ProfileRecord
 from perfloop.loop.harness import child_env, harness_of, has_engine, threads_env
@@ -156,12 +157,15 @@ def _tree_hash(tree: Path) -> str:
 
 
 def trial_runner(job: dict[str, Any]) -> Callable[[BenchSpec], BenchResult] | None:
-    """For sides that bring their own engine code: run each trial in a process of that side's tree.
+    """For sides that bring their own code: run each trial in a process of that side's tree.
 
-    None when neither does (the engine is the harness's own; trials run in this process).
+    A side brings code when its tree holds a `perfloop/engine` package, or when its launch is a
+    shell command and the two trees differ (a server started from its own worktree). None when
+    neither does (the engine is the harness's own, configured by flags; trials run in this process).
     """
     trees = {s: Path(job[key]) if job.get(key) else None for s, key in (("A", "a_tree"), ("B", "b_tree"))}
-    if not any(has_engine(t) for t in trees.values()):
+    commands = any(parse_target(job[k]).kind == "command" for k in ("a", "b"))
+    if not any(has_engine(t) for t in trees.values()) and not (commands and trees["A"] != trees["B"]):
         return None
     out_dir = Path(job["out_dir"])
     by_launch = {job["a"]: "A", job["b"]: "B"}

@@ -503,3 +503,41 @@ def test_hacks_inside_the_measurement_are_rejected_and_an_honest_gain_accepted(
     # Accepted only because each side ran its own tree (one process per trial and side).
     assert _review(run, 4)["accepted"], _review(run, 4)
     assert verify_ledger(run.root).ok
+
+
+SERVER = """import sys
+
+sys.argv += ["--ttft-ms", "{itl}", "--itl-ms", "{itl}"]
+from perfloop.bench.echo_server import main
+
+main()
+"""
+
+
+def faster_server(tree: Path) -> None:
+    """An honest gain in a served target: its own server streams without the per-token delay."""
+    (tree / "server.py").write_text(SERVER.format(itl=0))
+
+
+@pytest.mark.slow
+def test_each_side_of_a_served_target_runs_its_own_worktree(tmp_path: Path, target_repo: Path) -> None:
+    (target_repo / "server.py").write_text(SERVER.format(itl=150))
+    git.Repo(target_repo).git.add("-A")
+    git.Repo(target_repo).index.commit("a server with a slow stream")
+    # The launch is relative to the working directory: each side must start in its own worktree.
+    launch = f"{sys.executable} server.py --port {{port}}"
+    target = {**_target(target_repo), "engine_config_file": None, "launch": launch}
+    target |= {"allowed_paths": ["server.py"], "correctness": "true"}
+    spec = make_spec(
+        target_repo,
+        tmp_path,
+        target=target,
+        peers=[{"name": "peer", "launch": launch + " --host 127.0.0.1"}],
+        measure={"trials": 2, "aa_trials": 2},
+        budgets={"max_rounds": 1},
+        tolerances={"other_metrics": {}},
+    )
+    run = Run.create(spec, MeasuredCandidates(), ScriptedPatcher([faster_server]))
+    run.drive()
+    assert _review(run)["accepted"], _review(run)
+    assert verify_ledger(run.root).ok
