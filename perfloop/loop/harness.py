@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import Field
@@ -65,7 +66,8 @@ def snapshot(run_root: Path) -> HarnessManifest:
     return HarnessManifest(source=str(source), sha256=tree_sha256(files), files=files)
 
 
-def _force(func, path, _exc) -> None:  # type: ignore[no-untyped-def]
+def _force(func: Callable[[str], object], path: str, _exc: object) -> None:
+    # The copy is read-only; a FREEZE redone after a kill removes the old one first.
     os.chmod(path, stat.S_IRWXU)
     func(path)
 
