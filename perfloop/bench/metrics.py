@@ -37,6 +37,9 @@ class RequestRecord(BaseModel):
     ttft: float = 0.0
     itl: list[float] = Field(default_factory=list)
     latency: float = 0.0
+    output_ids: list[int] | None = Field(
+        None, description="Generated token ids, where the backend sees them (the loop checks them)."
+    )
 
     def tpot(self) -> float:
         """Time per output token after the first; 0 when output_len <= 1."""

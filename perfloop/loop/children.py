@@ -56,11 +56,14 @@ def tracked(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
             mark.unlink(missing_ok=True)
 
 
-def run(cmd: str, cwd: Path | None, timeout: float) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: str, cwd: Path | None, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`subprocess.run(cmd, shell=True)` as a tracked child: output captured, group killed on exit."""
     proc = subprocess.Popen(
-        cmd, shell=True, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_kwargs()
-    )
+        cmd, shell=True, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        **popen_kwargs(),
+    )  # fmt: skip
     with tracked(proc):
         out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

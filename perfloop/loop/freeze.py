@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
-import perfloop.bench
 from perfloop.ledger.records import BenchRecord, FreezeRecord
 from perfloop.loop.spec import GoalSpec
-
-
-def bench_code_sha256() -> str:
-    """Hash of the benchmark harness source (every .py under perfloop/bench, by relative path)."""
-    root = Path(perfloop.bench.__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def noise_band(spec: GoalSpec, aa: BenchRecord) -> float:
@@ -27,14 +14,18 @@ def noise_band(spec: GoalSpec, aa: BenchRecord) -> float:
 
 
 def freeze_record(
-    spec: GoalSpec, base_commit: str, aa: BenchRecord | None, reference_sha: str | None
+    spec: GoalSpec, base_commit: str, aa: BenchRecord | None, reference_sha: str | None, harness_sha: str
 ) -> FreezeRecord:
-    """What FREEZE pins; `aa` None gives the hashes alone (for the reviewer's recheck)."""
+    """What FREEZE pins; `aa` None gives the hashes alone (for the reviewer's recheck).
+
+    `harness_sha` is the hash of the frozen harness copy the evidence processes run
+    (`perfloop.loop.harness`), so the recorded code hash covers the code that actually runs.
+    """
     cmp = aa.metrics[spec.metric] if aa else None
     return FreezeRecord(
         workload_fingerprint=spec.workload.fingerprint(),
         measured_workload_fingerprint=aa.workload_fingerprint if aa else None,
-        bench_code_sha256=bench_code_sha256(),
+        bench_code_sha256=harness_sha,
         tolerance_sha256=spec.tolerance_sha256(),
         base_commit=base_commit,
         noise_band=noise_band(spec, aa) if aa else 0.0,

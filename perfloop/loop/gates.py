@@ -1,8 +1,15 @@
-"""REVIEW: the mechanical gates, each pass/fail with its evidence, and the round's verdict."""
+"""REVIEW: the mechanical gates, each pass/fail with its evidence, and the round's verdict.
+
+Gates live in one registry (`GATES`, name -> gate): adding a gate is one `@gate("name")`
+function. Static gates judge what git and the patch record say (paths, citations,
+secrets, the candidate's tree) and run before any measurement; the rest read what the
+candidate phases measured. A gate returns `(passed, evidence)`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from perfloop.ledger.records import (
@@ -14,23 +21,13 @@ from perfloop.ledger.records import (
     ReviewRecord,
     ValidationRecord,
 )
+from perfloop.loop.evidence import CandidateFacts, ChangedPath, PhaseCrash, TamperReport
+from perfloop.loop.outputs import OutputsCheck
 from perfloop.loop.secrets import find_secrets
 from perfloop.loop.spec import GoalSpec
 from perfloop.loop.verdicts import round_verdict
 from perfloop.loop.worktrees import matches_any
 from perfloop.profilers.rows import is_empty, profile_rows
-
-GATES = [
-    "frozen_hashes",
-    "allowed_paths",
-    "protected_code",
-    "correctness",
-    "output_lengths",
-    "beyond_noise",
-    "no_regression",
-    "cites_tables",
-    "no_secrets",
-]
 
 
 @dataclass
@@ -41,26 +38,59 @@ class ReviewInput:
     freeze: FreezeRecord
     current: FreezeRecord
     patch: PatchRecord
-    validation: ValidationRecord
+    facts: CandidateFacts
+    validation: ValidationRecord | None
     revalidate: BenchRecord | None
     profile: ProfileRecord
     base_is_ancestor: bool
     round_dir: Path
+    crash: PhaseCrash | None = None
+    tampered: list[TamperReport] = field(default_factory=list)
+    outputs: OutputsCheck | None = None
 
 
-def review(inp: ReviewInput) -> ReviewRecord:
-    """Run every gate; ADVANCED only when all pass."""
-    gates = [
-        _frozen(inp),
-        _allowed(inp),
-        _protected(inp),
-        _correctness(inp),
-        _lengths(inp),
-        _noise(inp),
-        _regression(inp),
-        _cites(inp),
-        _secrets(inp),
-    ]
+GateCheck = Callable[[ReviewInput], "tuple[bool, str] | GateResult"]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One registered gate; `static` gates run before any measurement."""
+
+    name: str
+    check: GateCheck
+    static: bool
+
+
+GATES: dict[str, Gate] = {}
+
+
+def gate(name: str, static: bool = False) -> Callable[[GateCheck], GateCheck]:
+    """Register a gate under `name` (the only place the name is written)."""
+
+    def register(check: GateCheck) -> GateCheck:
+        GATES[name] = Gate(name, check, static)
+        return check
+
+    return register
+
+
+def run_gate(g: Gate, inp: ReviewInput) -> GateResult:
+    """One gate's result, named by the registry."""
+    out = g.check(inp)
+    if isinstance(out, GateResult):
+        return out
+    passed, evidence = out
+    return GateResult(gate=g.name, passed=passed, evidence=evidence)
+
+
+def review(inp: ReviewInput, static_only: bool = False) -> ReviewRecord:
+    """Run the static gates, then (unless they rejected, or `static_only`) every other gate.
+
+    A candidate the static gates reject was never run, so its record holds only their results.
+    """
+    gates = [run_gate(g, inp) for g in GATES.values() if g.static]
+    if not static_only and all(g.passed for g in gates):
+        gates += [run_gate(g, inp) for g in GATES.values() if not g.static]
     failed = [g.gate for g in gates if not g.passed]
     verdict, why = round_verdict(inp.spec.metric, inp.freeze.noise_band, inp.revalidate, gates)
     return ReviewRecord(gates=gates, verdict=verdict, why=why, rejected_by=failed, accepted=not failed)
@@ -70,11 +100,107 @@ def _gate(name: str, passed: bool, evidence: str) -> GateResult:
     return GateResult(gate=name, passed=passed, evidence=evidence)
 
 
-def _frozen(inp: ReviewInput) -> GateResult:
+def _skipped(inp: ReviewInput) -> str:
+    """Why a measured gate has nothing to judge."""
+    if inp.crash is not None:
+        return f"not measured: {inp.crash.phase} crashed"
+    return "not measured (correctness failed first)"
+
+
+# ---------- static gates: from git and the patch record, before anything runs ----------
+
+
+@gate("distinct_code", static=True)
+def _distinct(inp: ReviewInput) -> tuple[bool, str]:
+    f = inp.facts
+    if f.tree == f.baseline_tree:
+        return False, f"candidate tree {f.tree[:12]} is the baseline's: both sides would run the same code"
+    if f.tree in f.measured_before:
+        return False, f"tree {f.tree[:12]} was already measured in round {f.measured_before[f.tree]}"
+    return True, f"new tree {f.tree[:12]} (baseline {f.baseline_tree[:12]})"
+
+
+@gate("allowed_paths", static=True)
+def _allowed(inp: ReviewInput) -> tuple[bool, str]:
+    allowed = inp.spec.target.allowed_paths
+    paths = inp.facts.paths
+    if not paths:
+        return False, "the candidate changes no file"
+    bad = [f"{p.path} (symlink to {p.link_target!r} leaves the repo)" for p in paths if _escapes(p)]
+    bad += [f"{p.path} (submodule)" for p in paths if p.kind == "submodule"]
+    bad += sorted({s for p in paths for s in p.sides() if not matches_any(s, allowed)})
+    touched = sorted({s for p in paths for s in p.sides()})
+    return not bad, f"outside {allowed}: {bad}" if bad else f"{touched} inside {allowed}"
+
+
+def _escapes(p: ChangedPath) -> bool:
+    return p.kind == "symlink" and p.resolved_target is None
+
+
+@gate("protected_code", static=True)
+def _protected(inp: ReviewInput) -> tuple[bool, str]:
+    protected = inp.spec.target.protected_paths
+    touched = sorted({s for p in inp.facts.paths for s in p.sides() if matches_any(s, protected)})
+    if touched:
+        return False, f"touches benchmark/workload/timing code (renames, symlink targets included): {touched}"
+    return True, "no protected path touched (renames and symlink targets resolved)"
+
+
+@gate("cites_tables", static=True)
+def _cites(inp: ReviewInput) -> tuple[bool, str]:
+    """Each cited row id (`stage/table/name`) names a row of this round's profile that holds data."""
+    rows = profile_rows(inp.profile.tables)
+    cited = inp.patch.cited_rows
+    if not cited:
+        return False, "the patch cites no profiler table row"
+    unknown = [r for r in cited if r not in rows]
+    empty = [r for r in cited if r in rows and is_empty(rows[r])]
+    problems = []
+    if unknown:
+        problems.append(f"not in this round's profile: {unknown}")
+    if empty:
+        problems.append(f"rows with no measured data: {empty}")
+    return not problems, "; ".join(problems) or f"cites {cited}"
+
+
+@gate("no_secrets", static=True)
+def _secrets(inp: ReviewInput) -> tuple[bool, str]:
+    # The candidate's added files (binary included), and every artifact and log of the round.
+    found = [*inp.facts.secrets, *find_secrets(inp.round_dir)]
+    shown = "; ".join(str(f) for f in found)
+    return (
+        not found,
+        f"found (redacted in recorded artifacts): {shown}" if found else "no secret-shaped strings",
+    )
+
+
+# ---------- gates on what the candidate phases did ----------
+
+
+def _no_crash(inp: ReviewInput, name: str, ok: str) -> tuple[bool, str]:
+    """Fails when a candidate phase crashed and `crash.json` names gate `name` as the one rejecting it."""
+    crash = inp.crash
+    if crash is not None and crash.gate == name:
+        return False, f"{crash.phase}: {crash.error[:500]}"
+    return True, ok
+
+
+@gate("phases_completed")
+def _phases(inp: ReviewInput) -> tuple[bool, str]:
+    return _no_crash(inp, "phases_completed", "no candidate phase crashed")
+
+
+@gate("harness_integrity")
+def _integrity(inp: ReviewInput) -> tuple[bool, str]:
+    return _no_crash(inp, "harness_integrity", "the measured code left the harness's clocks alone")
+
+
+@gate("frozen_hashes")
+def _frozen(inp: ReviewInput) -> tuple[bool, str]:
     f, c = inp.freeze, inp.current
     pairs = {
         "workload": (f.workload_fingerprint, c.workload_fingerprint),
-        "benchmark code": (f.bench_code_sha256, c.bench_code_sha256),
+        "harness code": (f.bench_code_sha256, c.bench_code_sha256),
         "tolerance table": (f.tolerance_sha256, c.tolerance_sha256),
     }
     changed = [name for name, (a, b) in pairs.items() if a != b]
@@ -83,66 +209,60 @@ def _frozen(inp: ReviewInput) -> GateResult:
         changed.append("measured workload")
     if not inp.base_is_ancestor:
         changed.append(f"base commit {f.base_commit[:12]} is not an ancestor of the candidate")
-    evidence = (
-        "changed: " + ", ".join(changed) if changed else "workload, benchmark code, tolerances, base intact"
-    )
-    return _gate("frozen_hashes", not changed, evidence)
+    changed += [f"{t.phase} changed {', '.join(t.changed)}" for t in inp.tampered]
+    intact = "workload, harness code, tolerances, base, recorded files intact"
+    return not changed, "changed: " + "; ".join(changed) if changed else intact
 
 
-def _allowed(inp: ReviewInput) -> GateResult:
-    allowed = inp.spec.target.allowed_paths
-    outside = [p for p in inp.patch.files_changed if not matches_any(p, allowed)]
-    if not inp.patch.files_changed:
-        return _gate("allowed_paths", False, "the candidate changes no file")
-    evidence = f"outside {allowed}: {outside}" if outside else f"{inp.patch.files_changed} inside {allowed}"
-    return _gate("allowed_paths", not outside, evidence)
-
-
-def _protected(inp: ReviewInput) -> GateResult:
-    protected = inp.spec.target.protected_paths
-    touched = [p for p in inp.patch.files_changed if matches_any(p, protected)]
-    evidence = (
-        f"touches benchmark/workload/timing code: {touched}" if touched else "no protected path touched"
-    )
-    return _gate("protected_code", not touched, evidence)
-
-
-def _correctness(inp: ReviewInput) -> GateResult:
+@gate("correctness")
+def _correctness(inp: ReviewInput) -> tuple[bool, str]:
     v = inp.validation
+    if v is None:
+        return False, f"not run: {inp.crash.phase} crashed" if inp.crash else "not run"
     checks = ", ".join(f"{k}={'ok' if ok else 'FAIL'}" for k, ok in v.checks.items()) or "no checks reported"
-    return _gate("correctness", v.passed, f"`{v.command}` exit {v.returncode}; {checks}; log {v.log_file}")
+    return v.passed, f"`{v.command}` exit {v.returncode}; {checks}; log {v.log_file}"
 
 
-def _lengths(inp: ReviewInput) -> GateResult:
+@gate("output_lengths")
+def _lengths(inp: ReviewInput) -> tuple[bool, str]:
     b = inp.revalidate
     if b is None:
-        return _gate("output_lengths", False, "not measured (correctness failed first)")
+        return False, _skipped(inp)
     ok = b.achieved_output_tokens_b == b.requested_output_tokens == b.achieved_output_tokens_a
-    evidence = (
+    return ok, (
         f"requested {b.requested_output_tokens} tokens; baseline produced {b.achieved_output_tokens_a}, "
         f"candidate {b.achieved_output_tokens_b}"
     )
-    return _gate("output_lengths", ok, evidence)
 
 
-def _noise(inp: ReviewInput) -> GateResult:
+@gate("measured_outputs")
+def _outputs(inp: ReviewInput) -> tuple[bool, str]:
+    if inp.revalidate is None:
+        return False, _skipped(inp)
+    if inp.outputs is None:
+        return True, "not checkable: the launch returns no token ids (only lengths are checked)"
+    return inp.outputs.passed, inp.outputs.evidence
+
+
+@gate("beyond_noise")
+def _noise(inp: ReviewInput) -> tuple[bool, str]:
     b = inp.revalidate
     if b is None:
-        return _gate("beyond_noise", False, "not measured (correctness failed first)")
+        return False, _skipped(inp)
     cmp = b.metrics[inp.spec.metric]
     low = cmp.ci_low if cmp.higher_is_better else 1 / cmp.ci_high
     band = inp.freeze.noise_band
-    evidence = (
+    return low > 1 + band, (
         f"{inp.spec.metric} candidate/baseline median {cmp.median_ratio:.4f}, interval "
         f"[{cmp.ci_low:.4f}, {cmp.ci_high:.4f}]; must clear 1 + noise band {band:.4f}"
     )
-    return _gate("beyond_noise", low > 1 + band, evidence)
 
 
-def _regression(inp: ReviewInput) -> GateResult:
+@gate("no_regression")
+def _regression(inp: ReviewInput) -> tuple[bool, str]:
     b = inp.revalidate
     if b is None:
-        return _gate("no_regression", False, "not measured (correctness failed first)")
+        return False, _skipped(inp)
     worse = []
     for metric, tol in inp.spec.tolerances.other_metrics.items():
         cmp = b.metrics.get(metric)
@@ -156,30 +276,7 @@ def _regression(inp: ReviewInput) -> GateResult:
     shown = ", ".join(
         f"{m} x{b.metrics[m].median_ratio:.3f}" for m in inp.spec.tolerances.other_metrics if m in b.metrics
     )
-    return _gate("no_regression", not worse, "; ".join(worse) if worse else f"within tolerance: {shown}")
-
-
-def _cites(inp: ReviewInput) -> GateResult:
-    """Each cited row id (`stage/table/name`) names a row of this round's profile that holds data."""
-    rows = profile_rows(inp.profile.tables)
-    cited = inp.patch.cited_rows
-    if not cited:
-        return _gate("cites_tables", False, "the patch cites no profiler table row")
-    unknown = [r for r in cited if r not in rows]
-    empty = [r for r in cited if r in rows and is_empty(rows[r])]
-    problems = []
-    if unknown:
-        problems.append(f"not in this round's profile: {unknown}")
-    if empty:
-        problems.append(f"rows with no measured data: {empty}")
-    return _gate("cites_tables", not problems, "; ".join(problems) or f"cites {cited}")
-
-
-def _secrets(inp: ReviewInput) -> GateResult:
-    found = find_secrets(inp.round_dir)
-    return _gate(
-        "no_secrets", not found, "found: " + "; ".join(found) if found else "no secret-shaped strings"
-    )
+    return not worse, "; ".join(worse) if worse else f"within tolerance: {shown}"
 
 
 def available_rows(profile: ProfileRecord) -> set[str]:

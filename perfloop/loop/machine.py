@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import git
 
@@ -44,9 +45,11 @@ from perfloop.ledger.records import (
 )
 from perfloop.ledger.store import MANIFEST, Ledger, atomic_write_model, sha256_file
 from perfloop.ledger.verify import verify_ledger
-from perfloop.loop import children
+from perfloop.loop import children, harness
 from perfloop.loop import states as S
 from perfloop.loop import worktrees as wt
+from perfloop.loop.candidate import FrozenGuard, candidate_facts, changed_recorded
+from perfloop.loop.evidence import CandidateFacts, PhaseCrash, TamperReport
 from perfloop.loop.freeze import freeze_record
 from perfloop.loop.gap import decide_gap
 from perfloop.loop.gates import ReviewInput, review
@@ -54,13 +57,20 @@ from perfloop.loop.history import candidate_history
 from perfloop.loop.launch import target_launch
 from perfloop.loop.measurement import Backend, Side
 from perfloop.loop.model_review import ModelReviewer, run_model_review
+from perfloop.loop.outputs import REFERENCE as OUTPUTS_REFERENCE
+from perfloop.loop.outputs import MeasuredOutputs, check_outputs, reference_outputs
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
+from perfloop.loop.process_backend import IntegrityError
+from perfloop.loop.secrets import redact
 from perfloop.loop.spec import GoalSpec
 from perfloop.loop.summary import render_summary
 from perfloop.loop.verdicts import verdict_line
 from perfloop.profilers.rows import parse_cites
 
 STOP_REQUEST = "STOP"
+WORKLOAD = "freeze/workload.json"  # the frozen workload, for correctness commands' {workload}
+CANDIDATE_PHASES = (S.VALIDATE, S.REVALIDATE)  # where a candidate's code runs: guarded, crashes reject it
+FAILURES = (subprocess.SubprocessError, RuntimeError, OSError, ValueError)
 LOCK = ".lock"
 ATTEMPT = "attempt.json"  # the state a driver is running; still there after a kill
 BLOCK_AFTER = 3  # the same state failing this often in one round is a blocker, not bad luck
@@ -207,9 +217,13 @@ class Run:
                     self._go(S.ABORTED, reason="stopped by `perfloop goal stop`")
                     break
                 self._begin_attempt()
+                if self.state.state in CANDIDATE_PHASES:
+                    self._candidate_phase()
+                    (self.root / ATTEMPT).unlink(missing_ok=True)
+                    continue
                 try:
                     self.HANDLERS[self.state.state](self)
-                except (subprocess.SubprocessError, RuntimeError, OSError, ValueError) as exc:
+                except FAILURES as exc:
                     (self.root / ATTEMPT).unlink(missing_ok=True)
                     if not self._blocked(exc):
                         raise
@@ -286,6 +300,27 @@ class Run:
             f"{len(trials)} trial results kept on record, {len(killed)} leftover process groups killed"
         )
 
+    def _candidate_phase(self) -> None:
+        """Run VALIDATE or REVALIDATE with the run's records guarded; a crash rejects the candidate."""
+        phase, rnd = self.state.state, self.state.round
+        guard = FrozenGuard(self.ledger, phase)
+        try:
+            self.HANDLERS[phase](self)
+        except FAILURES as exc:
+            gate = "harness_integrity" if isinstance(exc, IntegrityError) else "phases_completed"
+            crash = PhaseCrash(phase=phase, error=redact(f"{type(exc).__name__}: {exc}")[:4000], gate=gate)
+            self.notify(f"{phase}: the candidate crashed it; rejected ({crash.error[:200]})")
+            path = self.ledger.write_model(f"rounds/{rnd:03d}/crash.json", crash)
+            self._go(S.REVIEW, [path])
+        finally:
+            tamper = guard.check()
+            if tamper is not None:
+                path = self.ledger.write_model(f"rounds/{rnd:03d}/tamper-{phase.lower()}.json", tamper)
+                self.ledger.append(
+                    "tamper", self.state.state, round=rnd, data=tamper.model_dump(), files=[path]
+                )
+                self.notify(f"{phase}: recorded files changed while it ran: {tamper.changed[:5]} (restored)")
+
     def _blocked(self, exc: Exception) -> bool:
         """Record a failed state; the same state failing BLOCK_AFTER times in a round ends the run BLOCKED."""
         st = self.state
@@ -357,8 +392,10 @@ class Run:
 
     def _do_freeze(self) -> None:
         out = self.root / "freeze"
+        frozen = harness.snapshot(self.root)
+        files = [self.ledger.write_model(harness.MANIFEST, frozen)]
+        files.append(self.ledger.write_model(WORKLOAD, self.spec.workload))
         side, done = self._target_side("base", self.manifest.base_commit, "base")
-        files: list[Path] = []
         reference_sha = None
         try:
             if self.spec.target.reference_command:
@@ -375,7 +412,10 @@ class Run:
             aa = self.backend.ab(side, side, self.spec, self.spec.measure.aa_trials, "aa", out / "aa", until)
         finally:
             done()
-        record = freeze_record(self.spec, self.manifest.base_commit, aa, reference_sha)
+        record = freeze_record(self.spec, self.manifest.base_commit, aa, reference_sha, frozen.sha256)
+        outputs = reference_outputs(aa, self.root)
+        if outputs is not None:
+            files.append(self.ledger.write_model(OUTPUTS_REFERENCE, outputs))
         files += self._store_bench("freeze/aa.json", aa, out / "aa")
         files.append(self.ledger.write_model("freeze/freeze.json", record))
         self.notify(f"FREEZE: noise band ±{record.noise_band:.2%} after {aa.trials} A/A pairs")
@@ -524,7 +564,10 @@ class Run:
         rel = f"rounds/{st.round:03d}"
         sha = proposal.commit or ""
         parent = self.repo.commit(sha).parents[0].hexsha if self.repo.commit(sha).parents else st.best_commit
-        diff = self.ledger.write_text(f"{rel}/candidate.diff", wt.diff_text(self.repo, st.best_commit, sha))
+        diff = self.ledger.write_text(
+            f"{rel}/candidate.diff", redact(wt.diff_text(self.repo, st.best_commit, sha))
+        )
+        facts = candidate_facts(self.repo, st.best_commit, sha, self.root, st.round)
         record = PatchRecord(
             patcher=patcher,
             proposed=True,
@@ -538,13 +581,20 @@ class Run:
             diff_file=self._rel(diff),
         )
         path = self.ledger.write_model(f"{rel}/patch.json", record)
+        static = self.ledger.write_model(f"{rel}/static.json", facts)
         self.notify(f"PATCH: candidate {sha[:12]} ({proposal.rule or patcher}): {proposal.rationale[:100]}")
         tried = [*st.tried_rules, proposal.rule] if proposal.rule else list(st.tried_rules)
-        self._go(S.VALIDATE, [path, diff, *proposal.files], pending_commit=sha, tried_rules=tried)
+        self._go(S.VALIDATE, [path, static, diff, *proposal.files], pending_commit=sha, tried_rules=tried)
 
     def _do_validate(self) -> None:
         st = self.state
         rel = f"rounds/{st.round:03d}"
+        static = review(self._review_input(), static_only=True)
+        if not static.accepted:
+            # Static gates first: nothing of a candidate they reject is run or measured.
+            self.notify(f"VALIDATE: not run, rejected by {static.rejected_by} before any measurement")
+            self._go(S.REVIEW)
+            return
         side, done = self._target_side("candidate", st.pending_commit or "", "candidate")
         log = self.round_dir / "validation.log"
         command = self.spec.target.correctness
@@ -564,11 +614,19 @@ class Run:
         self._go(S.REVALIDATE, [self.ledger.write_model(f"{rel}/validation.json", record), log])
 
     def _shell(self, command: str, tree: Path | None, log: Path) -> tuple[int, str]:
+        """A correctness/reference command in `tree`, in the frozen-harness environment of measurement."""
         ref = self.root / "freeze" / "reference.json"
-        cmd = command.replace("{reference}", shlex.quote(str(ref))).replace("{worktree}", str(tree))
-        proc = children.run(cmd, tree, timeout=1800)
+        workload = self.root / WORKLOAD
+        cmd = (
+            command.replace("{reference}", shlex.quote(str(ref)))
+            .replace("{workload}", shlex.quote(str(workload)))
+            .replace("{worktree}", str(tree))
+        )
+        env = harness.child_env(self.root if (self.root / harness.MANIFEST).exists() else None, tree)
+        env |= harness.threads_env(self.spec.measure.torch_threads)
+        proc = children.run(cmd, tree, timeout=1800, env=env)
         text = f"$ {cmd}\n[exit {proc.returncode}]\n{proc.stdout}{proc.stderr}"
-        self.ledger.write_text(self._rel(log), text)
+        self.ledger.write_text(self._rel(log), redact(text))
         return proc.returncode, proc.stdout
 
     def _do_revalidate(self) -> None:
@@ -599,21 +657,47 @@ class Run:
         )
         self._go(S.REVIEW, files)
 
-    def _do_review(self) -> None:
+    def _review_input(self) -> ReviewInput:
+        """The gates' input, from the round's records (each verified against its recorded hash first)."""
         st = self.state
-        freeze = self._freeze()
-        reval = self.round_dir / "revalidate.json"
-        inp = ReviewInput(
+        changed = changed_recorded(self.ledger)
+        tampered = [
+            TamperReport.model_validate_json(p.read_text())
+            for p in sorted(self.round_dir.glob("tamper-*.json"))
+        ]
+        if changed:
+            tampered.append(TamperReport(phase="REVIEW", changed=changed))
+        revalidate = self._optional("revalidate.json", BenchRecord)
+        reference = self.root / OUTPUTS_REFERENCE
+        outputs = None
+        if revalidate is not None and reference.exists():
+            ref = MeasuredOutputs.model_validate_json(reference.read_text())
+            outputs = check_outputs(ref, revalidate, self.root)
+        return ReviewInput(
             spec=self.spec,
-            freeze=freeze,
-            current=freeze_record(self.spec, self.manifest.base_commit, None, None),
+            freeze=self._freeze(),
+            current=freeze_record(
+                self.spec, self.manifest.base_commit, None, None, harness.current_sha256(self.root)
+            ),
             patch=self._read("patch.json", PatchRecord),
-            validation=self._read("validation.json", ValidationRecord),
-            revalidate=BenchRecord.model_validate_json(reval.read_text()) if reval.exists() else None,
+            facts=self._read("static.json", CandidateFacts),
+            validation=self._optional("validation.json", ValidationRecord),
+            revalidate=revalidate,
             profile=self._read("profile.json", ProfileRecord),
             base_is_ancestor=wt.is_ancestor(self.repo, self.manifest.base_commit, st.pending_commit or ""),
             round_dir=self.round_dir,
+            crash=self._optional("crash.json", PhaseCrash),
+            tampered=tampered,
+            outputs=outputs,
         )
+
+    def _optional(self, rel: str, model: type) -> Any:
+        path = self.round_dir / rel
+        return model.model_validate_json(path.read_text()) if path.exists() else None
+
+    def _do_review(self) -> None:
+        st = self.state
+        inp = self._review_input()
         # The optional model review only adds findings to candidates the gates accepted.
         record, extra = run_model_review(self.model_reviewer, inp, review(inp))
         path = self.ledger.write_model(f"rounds/{st.round:03d}/review.json", record)

@@ -1,19 +1,21 @@
 """The real measurement backend: the benchmark's interleaved A/B and the profiler, each in a fresh process.
 
-`python -m perfloop.loop.process_backend ab|profile JOB.json OUT.json` is the child side: it runs one
-job and writes its record. The parent side (`ProcessBackend`) starts that child with the
-candidate's worktree as its working directory, so the code measured is the code committed
-and no state carries over between measurements.
+`python -m perfloop.loop.process_backend ab|profile|trial JOB.json OUT.json` is the child side: it
+runs one job and writes its record. Every child runs the run's frozen harness
+(`perfloop.loop.harness`), never a candidate's copy of perfloop; a side whose tree holds a
+`perfloop/engine` package gets that engine, and then each of its trials runs in a process
+of its own, so the two sides of an A/B never share code.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,14 @@ from rich.console import Console
 from perfloop.bench.ab import SequentialRule, Until
 from perfloop.bench.fingerprint import collect_environment
 from perfloop.bench.result import BenchResult
+from perfloop.bench.runner import BenchSpec
+from perfloop.bench.targets import parse_target
 from perfloop.bench.workloads import WorkloadSpec
 from perfloop.ledger.records import BenchRecord, MetricComparison, ProfileRecord
 from perfloop.loop import children
+from perfloop.loop.harness import child_env, harness_of, has_engine, threads_env
 from perfloop.loop.measurement import Side
+from perfloop.loop.secrets import redact
 from perfloop.loop.spec import GoalSpec
 
 PROFILE_STATS_STAGE = "engine"
@@ -36,6 +42,13 @@ _console = Console(stderr=True)
 
 class MeasureError(RuntimeError):
     """A measurement child failed; the message carries its last output lines."""
+
+
+class IntegrityError(MeasureError):
+    """Candidate code tampered with what the harness measures (its clocks)."""
+
+
+INTEGRITY = "harness integrity:"  # how a child says it failed an integrity check
 
 
 @contextmanager
@@ -64,9 +77,12 @@ def _heartbeat(label: str, lines: list[str]) -> Iterator[None]:
 class ProcessBackend:
     """Runs every measurement in a child process (see the module docstring)."""
 
-    def _child(self, kind: str, job: dict[str, Any], out_dir: Path, cwd: Path | None) -> dict[str, Any]:
+    def _child(
+        self, kind: str, job: dict[str, Any], out_dir: Path, cwd: Path | None, engine_tree: Path | None = None
+    ) -> dict[str, Any]:
         out_dir.mkdir(parents=True, exist_ok=True)
         job_path, out_path = out_dir / "job.json", out_dir / "record.json"
+        job["run_root"] = str(harness_of(out_dir.resolve()) or "")
         job_path.write_text(json.dumps(job, indent=2))
         out_path.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "perfloop.loop.process_backend", kind, str(job_path), str(out_path)]
@@ -76,6 +92,7 @@ class ProcessBackend:
         popen = subprocess.Popen(
             cmd,
             cwd=cwd,
+            env=child_env(_root(job), engine_tree) | threads_env(_threads(job)),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -92,21 +109,29 @@ class ProcessBackend:
                 lines.append(line)
                 if line.strip():
                     status.update(f"{label} [{time.monotonic() - start:.0f}s]: {line.strip()[:90]}")
-        (out_dir / "child.log").write_text("".join(lines))
+        (out_dir / "child.log").write_text(redact("".join(lines)))
         if proc.returncode != 0 or not out_path.exists():
-            tail = "".join(lines[-15:])
-            raise MeasureError(f"{kind} measurement failed (exit {proc.returncode}):\n{tail}")
+            tail = redact("".join(lines[-15:]))
+            error = IntegrityError if INTEGRITY in tail else MeasureError
+            raise error(f"{kind} measurement failed (exit {proc.returncode}):\n{tail}")
         return json.loads(out_path.read_text())
 
     def ab(
         self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path, until: Until = None
     ) -> BenchRecord:
         """Interleaved A/B (`a` == `b` gives the A/A run) in a fresh process."""
+        if a is not b and a.tree and b.tree and _tree_hash(a.tree) == _tree_hash(b.tree):
+            raise MeasureError(
+                f"{label}: both sides resolve to the same code (tree {_tree_hash(a.tree)[:12]}); "
+                "a comparison of a tree with itself measures nothing"
+            )
         job = {
             "a": a.launch,
             "b": b.launch,
             "a_name": a.name,
             "b_name": b.name,
+            "a_tree": str(a.tree) if a.tree else None,
+            "b_tree": str(b.tree) if b.tree else None,
             "label": label,
             "trials": trials,
             "until": until.model_dump() if until else None,
@@ -116,9 +141,9 @@ class ProcessBackend:
         return BenchRecord.model_validate(self._child("ab", job, out_dir, b.tree or a.tree))
 
     def profile(self, side: Side, spec: GoalSpec, out_dir: Path) -> ProfileRecord:
-        """Capture and analyse a trace of `side` in a fresh process."""
+        """Capture and analyse a trace of `side` in a fresh process (its tree's engine, frozen harness)."""
         job = {"launch": side.launch, "spec": spec.model_dump(mode="json"), "out_dir": str(out_dir)}
-        return ProfileRecord.model_validate(self._child("profile", job, out_dir, side.tree))
+        return ProfileRecord.model_validate(self._child("profile", job, out_dir, side.tree, side.tree))
 
     def environment(self) -> dict[str, object]:
         """Machine and software facts from the benchmark's environment fingerprint."""
@@ -139,6 +164,61 @@ class ProcessBackend:
         }
 
 
+def _threads(job: dict[str, Any]) -> int | None:
+    if "bench" in job:
+        return job["bench"].get("torch_threads")
+    return job["spec"]["measure"].get("torch_threads")
+
+
+def _root(job: dict[str, Any]) -> Path | None:
+    return Path(job["run_root"]) if job.get("run_root") else None
+
+
+def _tree_hash(tree: Path) -> str:
+    """The git tree a worktree has checked out (its code, whatever the commit)."""
+    out = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "HEAD^{tree}"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def trial_runner(job: dict[str, Any]) -> Callable[[BenchSpec], BenchResult] | None:
+    """For sides that bring their own code: run each trial in a process of that side's tree.
+
+    A side brings code when its tree holds a `perfloop/engine` package, or when its launch is a
+    shell command and the two trees differ (a server started from its own worktree). None when
+    neither does (the engine is the harness's own, configured by flags; trials run in this process).
+    """
+    trees = {s: Path(job[key]) if job.get(key) else None for s, key in (("A", "a_tree"), ("B", "b_tree"))}
+    commands = any(parse_target(job[k]).kind == "command" for k in ("a", "b"))
+    if not any(has_engine(t) for t in trees.values()) and not (commands and trees["A"] != trees["B"]):
+        return None
+    out_dir = Path(job["out_dir"])
+    by_launch = {job["a"]: "A", job["b"]: "B"}
+
+    def run(bench: BenchSpec) -> BenchResult:
+        # Distinct launches name their side; equal ones (two trees, one config) go by run_ab's label.
+        side = by_launch[bench.launch] if len(by_launch) == 2 else (bench.label or "A")[-1]
+        work = out_dir / f"job-{len(list(out_dir.glob('job-*'))):03d}-{side}"
+        trial = {"bench": bench.model_dump(mode="json"), "run_root": job.get("run_root") or ""}
+        out = ProcessBackend()._child("trial", trial, work, trees[side], trees[side])
+        return BenchResult.model_validate(out)
+
+    return run
+
+
+def run_trial_job(job: dict[str, Any]) -> BenchResult:
+    """Child side of `trial`: one benchmark run of one side, refusing a run whose clocks were replaced."""
+    from perfloop.bench.runner import run_benchmark
+    from perfloop.engine_tree import tampered_clocks
+
+    result = run_benchmark(BenchSpec.model_validate(job["bench"]))
+    tampered = tampered_clocks()
+    if tampered:
+        raise RuntimeError(f"{INTEGRITY} the measured code replaced {', '.join(tampered)}")
+    return result
+
+
 def _tokens(paths: list[str], side: str) -> tuple[int, int]:
     requested = achieved = 0
     for p in paths:
@@ -155,7 +235,9 @@ def run_ab_job(job: dict[str, Any]) -> BenchRecord:
 
     spec = GoalSpec.model_validate(job["spec"])
     metrics = [spec.metric, *spec.tolerances.other_metrics]
-    aa = job["a"] == job["b"]
+    aa = job["a"] == job["b"] and job.get("a_tree") == job.get("b_tree")
+    runner = trial_runner(job)
+    extra = {"runner": runner} if runner else {}
     result = run_ab(
         job["a"],
         job["b"],
@@ -170,6 +252,7 @@ def run_ab_job(job: dict[str, Any]) -> BenchRecord:
         progress=False,
         until=SequentialRule.model_validate(job["until"]) if job.get("until") else None,
         min_trial_s=spec.measure.trial_seconds,
+        **extra,
     )
     req_a, got_a = _tokens(result.result_files, "A")
     req_b, got_b = _tokens(result.result_files, "B")
@@ -277,10 +360,19 @@ def _profile_server(launch: str, spec: GoalSpec, out: Path) -> ProfileRecord:
 
 
 def main(argv: list[str]) -> int:
-    """Child entry point: `ab|profile JOB OUT`."""
+    """Child entry point: `ab|profile|trial JOB OUT`."""
     kind, job_path, out_path = argv
+    # This process already has the cwd off sys.path; a target server it launches keeps its own habits.
+    os.environ.pop("PYTHONSAFEPATH", None)
     job = json.loads(Path(job_path).read_text())
-    record = run_ab_job(job) if kind == "ab" else run_profile_job(job)
+    jobs = {"ab": run_ab_job, "profile": run_profile_job, "trial": run_trial_job}
+    try:
+        record = jobs[kind](job)
+    except RuntimeError as exc:
+        if INTEGRITY not in str(exc):
+            raise
+        print(exc, flush=True)
+        return 3
     Path(out_path).write_text(record.model_dump_json(indent=2))
     return 0
 

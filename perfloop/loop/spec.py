@@ -78,11 +78,13 @@ class TargetSpec(_Strict):
         description="Globs no patch may touch: benchmark, workload and timing code.",
     )
     correctness: str = Field(
-        description="Shell command run in the candidate's worktree ({worktree} and {reference} are "
-        "replaced); exit 0 = correct."
+        description="Shell command run in the candidate's worktree with the frozen harness ({worktree} and "
+        "{reference} are replaced); exit 0 = correct."
     )
     reference_command: str | None = Field(
-        None, description="Shell command run once at FREEZE in the base worktree to write {reference}."
+        None,
+        description="Shell command run once at FREEZE in the base worktree to write {reference}; "
+        "{workload} is the frozen workload's JSON (to sample reference prompts from).",
     )
 
     @field_validator("allowed_paths")

@@ -59,7 +59,7 @@ NEXT: dict[State, set[State]] = {
     PROFILE: {PATCH} | _ENDS,
     PATCH: {VALIDATE, WAITING_FOR_PATCH, NO_GO, BUDGET_LIMITED} | _ENDS,
     WAITING_FOR_PATCH: {VALIDATE} | _ENDS,
-    VALIDATE: {REVALIDATE} | _ENDS,
+    VALIDATE: {REVALIDATE, REVIEW} | _ENDS,  # REVIEW directly: static gates rejected, or the phase crashed
     REVALIDATE: {REVIEW} | _ENDS,
     REVIEW: {RECORD} | _ENDS,
     RECORD: {BENCH, NO_PROGRESS} | _ENDS,

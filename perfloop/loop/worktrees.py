@@ -7,12 +7,17 @@ and measured in worktrees under the run folder, and only the loop branch ref mov
 from __future__ import annotations
 
 import fnmatch
+import posixpath
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import git
+
+from perfloop.loop.evidence import ChangedPath
+
+_SYMLINK, _SUBMODULE = "120000", "160000"
 
 
 class TargetRepoError(ValueError):
@@ -91,6 +96,67 @@ def changed_files(repo: git.Repo, parent: str, commit: str) -> list[str]:
     """Paths a candidate changes relative to its parent."""
     out = repo.git.diff("--name-only", parent, commit)
     return [line for line in out.splitlines() if line]
+
+
+def _raw_diff(repo: git.Repo, parent: str, commit: str) -> Iterator[tuple[str, ...]]:
+    """(old mode, new mode, old sha, new sha, status letter, old path or "", path) per change."""
+    fields = repo.git.diff("--raw", "-z", "-M", "--no-abbrev", parent, commit).split("\0")
+    i = 0
+    while i < len(fields) and fields[i].startswith(":"):
+        old_mode, new_mode, old_sha, new_sha, status = fields[i][1:].split()
+        two = status[0] in "RC"
+        old_path, path = (fields[i + 1], fields[i + 2]) if two else ("", fields[i + 1])
+        i += 3 if two else 2
+        yield old_mode, new_mode, old_sha, new_sha, status[0], old_path, path
+
+
+def changed_paths(repo: git.Repo, parent: str, commit: str) -> list[ChangedPath]:
+    """Every changed path resolved: renames with both sides, symlinks with their targets,
+    submodules and binary files named as such (what `allowed_paths`/`protected_code` judge)."""
+    out: list[ChangedPath] = []
+    for old_mode, new_mode, old_sha, new_sha, status, old_path, path in _raw_diff(repo, parent, commit):
+        mode, sha = (old_mode, old_sha) if status == "D" else (new_mode, new_sha)
+        out.append(_resolve(repo, path, old_path or None, status, mode, sha))
+    return out
+
+
+def _resolve(repo: git.Repo, path: str, old: str | None, status: str, mode: str, sha: str) -> ChangedPath:
+    if mode == _SUBMODULE:
+        return ChangedPath(path=path, old_path=old, status=status, kind="submodule")
+    data = blob_bytes(repo, sha)
+    if mode == _SYMLINK:
+        target = data.decode(errors="replace")
+        joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+        inside = not posixpath.isabs(target) and joined != ".." and not joined.startswith("../")
+        return ChangedPath(
+            path=path,
+            old_path=old,
+            status=status,
+            kind="symlink",
+            link_target=target,
+            resolved_target=joined if inside else None,
+        )
+    kind = "binary" if b"\0" in data[:8000] else "file"  # git's own binary heuristic
+    return ChangedPath(path=path, old_path=old, status=status, kind=kind)
+
+
+def blob_bytes(repo: git.Repo, sha: str) -> bytes:
+    """The contents of a blob by its SHA."""
+    return repo.odb.stream(bytes.fromhex(sha)).read()
+
+
+def added_blobs(repo: git.Repo, parent: str, commit: str) -> dict[str, bytes]:
+    """Path -> contents of every file the candidate adds or changes (binary included)."""
+    return {
+        path: blob_bytes(repo, new_sha)
+        for _om, new_mode, _os, new_sha, status, _op, path in _raw_diff(repo, parent, commit)
+        if status != "D" and new_mode != _SUBMODULE
+    }
+
+
+def tree_of(repo: git.Repo, commit: str) -> str:
+    """The tree hash of a commit: two commits with one tree run the same code."""
+    return repo.commit(commit).tree.hexsha
 
 
 def diff_text(repo: git.Repo, parent: str, commit: str) -> str:

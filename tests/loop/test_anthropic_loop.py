@@ -372,7 +372,7 @@ def test_the_key_never_reaches_the_run_folder_and_the_secrets_gate_would_catch_i
     unredacted = tmp_path / "leak"
     unredacted.mkdir()
     (unredacted / "transcript.json").write_text(transcript.replace("[REDACTED]", KEY))
-    assert find_secrets(unredacted) == ["transcript.json: anthropic key"]
+    assert {(f.file, f.kind) for f in find_secrets(unredacted)} == {("transcript.json", "anthropic key")}
 
 
 def test_missing_key_is_a_clear_error(

@@ -74,7 +74,13 @@ def failed_record(req: BenchRequest, start: float, error: str) -> RequestRecord:
 
 
 def stream_record(
-    req: BenchRequest, st: float, t0: float, times: list[float], prompt_len: int, output_len: int
+    req: BenchRequest,
+    st: float,
+    t0: float,
+    times: list[float],
+    prompt_len: int,
+    output_len: int,
+    output_ids: list[int] | None = None,
 ) -> RequestRecord:
     """A record from a request's send time and its token-chunk arrival times (vLLM's definitions)."""
     if not times:
@@ -91,6 +97,7 @@ def stream_record(
         ttft=times[0] - st,
         itl=itl,
         latency=times[-1] - st,
+        output_ids=output_ids,
     )
 
 

@@ -25,6 +25,7 @@ class _Live:
     prompt_len: int
     times: list[float] = field(default_factory=list)
     tokens: int = 0
+    ids: list[int] = field(default_factory=list)
 
 
 class EngineBackend:
@@ -86,8 +87,11 @@ class EngineBackend:
                 if out.new_token_ids:
                     entry.times.append(stamp)
                     entry.tokens += len(out.new_token_ids)
+                    entry.ids += out.new_token_ids
                 if out.finished:
                     del live[out.request_id]
                     on_done(
-                        stream_record(entry.req, entry.st, t0, entry.times, entry.prompt_len, entry.tokens)
+                        stream_record(
+                            entry.req, entry.st, t0, entry.times, entry.prompt_len, entry.tokens, entry.ids
+                        )
                     )
