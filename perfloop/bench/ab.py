@@ -170,6 +170,7 @@ def run_ab(
             **bench_options,
         )
         result = runner(spec)
+        result.check_valid()  # failed requests make a trial meaningless: refuse it, do not compare it
         if result.perfloop.workload_fingerprint != workload.fingerprint():
             raise RuntimeError("workload fingerprint changed between trials; the comparison would be unfair")
         for m in metrics:
