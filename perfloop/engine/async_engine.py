@@ -162,11 +162,17 @@ class AsyncEngine:
     # ---- requests --------------------------------------------------------------------------
 
     async def add(
-        self, request_id: str, prompt: str | list[int], params: SamplingParams, parent: str | None = None
+        self,
+        request_id: str,
+        prompt: str | list[int],
+        params: SamplingParams,
+        parent: str | None = None,
+        arrival: float | None = None,
     ) -> list[int]:
         """Queue a request; return its prompt token ids. Raises EngineInputError or QueueFullError.
 
         `parent`: an earlier request with the same prompt whose KV blocks this one shares (n > 1).
+        `arrival` (perf_counter): when the HTTP request came in; TTFT counts from there, as a client's does.
         """
         self._check_alive()
         if self.max_queue is not None and self.stats().num_waiting + self._inflight_adds >= self.max_queue:
@@ -174,7 +180,8 @@ class AsyncEngine:
             raise QueueFullError(f"the waiting queue is full ({self.max_queue} requests)")
         assert self._loop is not None
         done: asyncio.Future[list[int]] = self._loop.create_future()
-        self._requests[request_id] = _Request(queue=asyncio.Queue(), arrival=time.perf_counter())
+        start = time.perf_counter() if arrival is None else arrival
+        self._requests[request_id] = _Request(queue=asyncio.Queue(), arrival=start)
         self._inflight_adds += 1
         self._commands.put(("add", (request_id, prompt, params, parent, done)))
         try:

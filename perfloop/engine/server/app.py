@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ import jinja2
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from perfloop.engine.async_engine import AsyncEngine, Delta, EngineDeadError, QueueFullError
 from perfloop.engine.detokenizer import IncrementalDetokenizer
@@ -128,6 +129,7 @@ def create_app(engine: AsyncEngine, settings: ServerSettings) -> FastAPI:
         await engine.shutdown()
 
     app = FastAPI(title="perfloop engine server", version="1", lifespan=lifespan)
+    app.add_middleware(_ArrivalStamp)
     install_error_handlers(app)
     auth = Depends(_auth_checker(settings.api_key))
     handler = _Handler(engine, settings)
@@ -172,16 +174,16 @@ def create_app(engine: AsyncEngine, settings: ServerSettings) -> FastAPI:
         return handler.detokenize(body)
 
     @app.post("/v1/completions", dependencies=[auth], response_model=CompletionResponse, responses=_ERRORS)
-    async def completions(body: CompletionRequest) -> Any:
-        """Complete one prompt (text or token ids); SSE when `stream` is true."""
-        return await handler.completion(body)
+    async def completions(body: CompletionRequest, request: Request) -> Any:
+        """Complete a prompt (text or token ids) or a list of them; SSE when `stream` is true."""
+        return await handler.completion(body, request.state.arrival)
 
     @app.post(
         "/v1/chat/completions", dependencies=[auth], response_model=ChatCompletionResponse, responses=_ERRORS
     )
-    async def chat_completions(body: ChatCompletionRequest) -> Any:
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         """Answer a conversation rendered through the model's chat template; SSE when `stream` is true."""
-        return await handler.chat(body)
+        return await handler.chat(body, request.state.arrival)
 
     @app.post("/start_profile", dependencies=[auth], responses=_ERRORS)
     async def start_profile() -> ProfileStatus:
@@ -201,6 +203,19 @@ def create_app(engine: AsyncEngine, settings: ServerSettings) -> FastAPI:
         return ProfileStatus(status="stopped", profile_dir=str(settings.profile_dir), trace=str(trace))
 
     return app
+
+
+class _ArrivalStamp:
+    """Stamps `request.state.arrival` (perf_counter) as the request comes in, before its body is
+    parsed: server-side TTFT then covers what a client's does, HTTP handling included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["arrival"] = time.perf_counter()
+        await self.app(scope, receive, send)
 
 
 def _version() -> str:
@@ -260,7 +275,7 @@ class _Handler:
     def tokenizer(self) -> Tokenizer:
         return self.engine.engine.tokenizer
 
-    async def completion(self, body: CompletionRequest) -> Any:
+    async def completion(self, body: CompletionRequest, arrival: float) -> Any:
         self._check_common(body)
         if body.max_tokens == 0 and not body.echo:
             raise OpenAIError(400, "max_tokens: 0 is only allowed with echo=true", param="max_tokens")
@@ -271,7 +286,13 @@ class _Handler:
         requested = 1 if body.max_tokens == 0 else body.max_tokens
         prompt_logprobs = body.logprobs if body.echo else None
         choices = await self._start(
-            request_id, body, body.prompts(), requested, "max_tokens", body.logprobs, prompt_logprobs
+            request_id,
+            body,
+            body.prompts(),
+            requested,
+            "max_tokens",
+            (body.logprobs, prompt_logprobs),
+            arrival,
         )
         if body.stream:
             return AbortingStream(self._completion_chunks(request_id, body, choices), self._aborter(choices))
@@ -285,7 +306,7 @@ class _Handler:
             usage=_usage(choices, completion),
         )
 
-    async def chat(self, body: ChatCompletionRequest) -> Any:
+    async def chat(self, body: ChatCompletionRequest, arrival: float) -> Any:
         self._check_common(body)
         if body.top_logprobs is not None and not body.logprobs:
             raise OpenAIError(400, "top_logprobs: needs logprobs=true", param="top_logprobs")
@@ -294,7 +315,7 @@ class _Handler:
         param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
         top = (body.top_logprobs or 0) if body.logprobs else None
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        choices = await self._start(request_id, body, [prompt], requested, param, top, None)
+        choices = await self._start(request_id, body, [prompt], requested, param, (top, None), arrival)
         if body.stream:
             return AbortingStream(self._chat_chunks(request_id, body, choices), self._aborter(choices))
         results = await self._collect_all(choices)
@@ -426,10 +447,13 @@ class _Handler:
         prompts: list[str | list[int]],
         requested: int | None,
         param: str,
-        logprobs: int | None,
-        prompt_logprobs: int | None,
+        logprobs: tuple[int | None, int | None],
+        arrival: float,
     ) -> list[_Choice]:
-        """Add n engine requests per prompt; siblings name the first as parent to share its blocks."""
+        """Add n engine requests per prompt; siblings name the first as parent to share its blocks.
+
+        `logprobs`: top alternatives per output token and per prompt token (None: not asked).
+        """
         choices: list[_Choice] = []
         try:
             for i, prompt in enumerate(prompts):
@@ -437,8 +461,8 @@ class _Handler:
                 parent: str | None = None
                 for j in range(body.n):
                     rid = f"{request_id}-{i}-{j}"
-                    params = self._params(body, max_tokens, j, logprobs, prompt_logprobs)
-                    ids = await self._add(rid, prompt, params, parent)
+                    params = self._params(body, max_tokens, j, *logprobs)
+                    ids = await self._add(rid, prompt, params, parent, arrival)
                     text = prompt if isinstance(prompt, str) else self.tokenizer.decode(ids)
                     deltas = self._deltas(rid, body)
                     choices.append(_Choice(rid, i * body.n + j, parent is None, ids, text, deltas))
@@ -457,10 +481,15 @@ class _Handler:
         return abort
 
     async def _add(
-        self, request_id: str, prompt: str | list[int], params: SamplingParams, parent: str | None
+        self,
+        request_id: str,
+        prompt: str | list[int],
+        params: SamplingParams,
+        parent: str | None,
+        arrival: float,
     ) -> list[int]:
         try:
-            return await self.engine.add(request_id, prompt, params, parent)
+            return await self.engine.add(request_id, prompt, params, parent, arrival)
         except EngineInputError as exc:
             raise OpenAIError(400, f"{exc.param}: {exc}", param=exc.param) from exc
         except QueueFullError as exc:
