@@ -9,6 +9,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -165,3 +168,30 @@ def test_bench_counts_requests_cut_by_engine_failure_as_failed(failing_server, t
     assert all(r.error and r.error.startswith("stream error") for r in records)
     with pytest.raises(ValueError, match="invalid result"):
         result.check_valid()
+
+
+# ---- bench run fails loudly -------------------------------------------------------------------------
+
+
+def _bench_cli(url: str, model: str, out: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "perfloop.cli", "bench", "run", "--backend", "openai", "--url", url]
+    cmd += ["--model", model, "--num-prompts", "3", "--random-input-len", "8", "--random-output-len", "4"]
+    cmd += ["--vocab-size", "256", "--num-warmups", "0", "--no-progress", "--output", str(out)]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "300"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [("dead-url", "3 x ConnectError"), ("wrong-model", "3 x HTTP 404")],
+)
+def test_bench_run_exits_nonzero_with_the_reason(server, tmp_path: Path, case: str, words: str) -> None:
+    url = f"http://127.0.0.1:{free_port()}" if case == "dead-url" else server.url
+    model = "preset:no-such-model" if case == "wrong-model" else MODEL
+    done = _bench_cli(url, model, tmp_path / "r.json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "3 of 3 requests failed" in done.stdout and words in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    saved = BenchResult.load(tmp_path / "r.json")
+    assert not saved.perfloop.valid and saved.perfloop.failures[0].startswith(words)
