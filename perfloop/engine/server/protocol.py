@@ -166,7 +166,15 @@ class TokenizeRequest(BaseModel):
     prompt: str | None = None
     messages: list[ChatMessage] | None = None
     add_generation_prompt: bool = True
+    add_special_tokens: bool = Field(False, description="Only false: prompts are encoded without BOS/EOS.")
     chat_template_kwargs: dict[str, Any] | None = None
+
+    @field_validator("add_special_tokens")
+    @classmethod
+    def _no_specials(cls, add: bool) -> bool:
+        if add:
+            raise ValueError("only false is supported: this server encodes prompts without special tokens")
+        return add
 
 
 class TokenizeResponse(BaseModel):
