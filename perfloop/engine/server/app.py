@@ -241,6 +241,13 @@ def _auth_checker(api_key: str | None) -> Callable[[Request], None]:
     return check
 
 
+# Request fields that go to SamplingParams unchanged, under the same name.
+_SAME_NAMED = {
+    "min_p", "ignore_eos", "min_tokens", "presence_penalty", "frequency_penalty", "repetition_penalty",
+    "allowed_token_ids",
+}  # fmt: skip
+
+
 @dataclass
 class _Choice:
     """One engine request behind one choice (prompt i, sample j of n)."""
@@ -423,19 +430,13 @@ class _Handler:
             top_p=body.top_p,
             # A nucleus this small keeps only the top token; saying so avoids float32 underflow of top_p.
             top_k=1 if body.top_p < 1e-6 else max(body.top_k, 0),
-            min_p=body.min_p,
             # Sample j of n draws from its own stream, as vLLM's child requests do.
             seed=None if body.seed is None else (body.seed + sample) % 2**63,
             stop_token_ids=list(body.stop_token_ids or []),
-            ignore_eos=body.ignore_eos,
-            min_tokens=body.min_tokens,
-            presence_penalty=body.presence_penalty,
-            frequency_penalty=body.frequency_penalty,
-            repetition_penalty=body.repetition_penalty,
             logit_bias=bias,
-            allowed_token_ids=body.allowed_token_ids,
             logprobs=logprobs,
             prompt_logprobs=prompt_logprobs,
+            **body.model_dump(include=_SAME_NAMED),
         )
 
     # ---- engine ----------------------------------------------------------------------------
