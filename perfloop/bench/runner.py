@@ -224,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     result = run_benchmark(spec)
     if result.perfloop.interrupted:
         return 130
-    return 0 if result.perfloop.valid else 1
+    try:
+        result.check_valid()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # the search table keeps this as the trial's error
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

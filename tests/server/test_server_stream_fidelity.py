@@ -21,7 +21,6 @@ import httpx
 import openai
 import pytest
 import uvicorn
-from conftest import free_port, wait_for
 
 from perfloop.bench.metrics import RequestRecord
 from perfloop.bench.result import BenchResult, read_records
@@ -106,11 +105,13 @@ def test_bench_timings_equal_server_per_token_timings(server, tmp_path: Path) ->
 
 
 @pytest.fixture
-def failing_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], str]]:
+def failing_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_port: Callable[[], int], poll: Callable[..., bool]
+) -> Iterator[Callable[[int], str]]:
     """An in-process server whose engine step raises after `after` steps (set once it is up)."""
     engine = AsyncEngine(EngineConfig(model=MODEL, max_model_len=256), profile_dir=tmp_path)
     app = create_app(engine, ServerSettings(served_model_name=MODEL, profile_dir=tmp_path))
-    port = free_port()
+    port = new_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -123,7 +124,7 @@ def failing_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             return False
 
     def arm(after: int) -> str:
-        assert wait_for(healthy, timeout=120), "in-process server did not start"
+        assert poll(healthy, timeout=120), "in-process server did not start"
         real, calls = engine.engine.step, iter(range(10**9))
 
         def step() -> object:
@@ -186,8 +187,10 @@ def _bench_cli(url: str, model: str, out: Path) -> subprocess.CompletedProcess[s
     ("case", "words"),
     [("dead-url", "3 x ConnectError"), ("wrong-model", "3 x HTTP 404")],
 )
-def test_bench_run_exits_nonzero_with_the_reason(server, tmp_path: Path, case: str, words: str) -> None:
-    url = f"http://127.0.0.1:{free_port()}" if case == "dead-url" else server.url
+def test_bench_run_exits_nonzero_with_the_reason(
+    server, tmp_path: Path, new_port: Callable[[], int], case: str, words: str
+) -> None:
+    url = f"http://127.0.0.1:{new_port()}" if case == "dead-url" else server.url
     model = "preset:no-such-model" if case == "wrong-model" else MODEL
     done = _bench_cli(url, model, tmp_path / "r.json")
     assert done.returncode == 1, done.stdout + done.stderr
