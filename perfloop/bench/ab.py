@@ -276,6 +276,7 @@ def _run_trial(
             trial.files.append(output)
         spec = BenchSpec(launch=launch, workload=workload, label=f"ab-{side}", output=output, **bench_options)
         result = runner(spec)
+        result.check_valid()  # failed requests make a trial meaningless: refuse it, do not compare it
         if result.perfloop.workload_fingerprint != workload.fingerprint():
             raise RuntimeError("workload fingerprint changed between trials; the comparison would be unfair")
         trial.results.append(result)

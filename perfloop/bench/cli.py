@@ -196,6 +196,9 @@ def run(
     server_log: str | None = typer.Option(None, "--server-log", help="Where a launched server logs."),
     target_repo: str | None = typer.Option(None, "--target-repo", help="Git tree of the target (commit)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    max_failed: int = typer.Option(
+        0, "--max-failed", min=0, help="Failed requests tolerated; more exits 1 and marks the result invalid."
+    ),
 ) -> None:
     """Benchmark one target; writes a vLLM-compatible result JSON with perfloop fingerprints."""
     from perfloop.bench.runner import BenchSpec, run_benchmark
@@ -222,6 +225,7 @@ def run(
             output=out,
             server_log=server_log,
             progress=progress,
+            max_failed=max_failed,
         )
         result = run_benchmark(spec)
     except (ValueError, RuntimeError) as exc:
@@ -231,6 +235,14 @@ def run(
     if result.perfloop.interrupted:
         console.print("[yellow]interrupted: saved the requests that finished[/]")
         raise typer.Exit(code=130)
+    if not result.perfloop.valid:
+        console.print(
+            f"[bold red]error:[/] {result.failed} of {result.num_prompts} requests failed "
+            f"(--max-failed {max_failed}); the result is marked invalid"
+        )
+        for line in result.perfloop.failures:
+            console.print(f"  {line}")
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -79,20 +79,21 @@ def _token_times(rec: RequestRecord) -> list[float]:
 
 
 def _peaks(done: list[RequestRecord]) -> tuple[float, int]:
-    """Peak output tokens in a 1-second bucket, and peak requests in flight within one."""
+    """vLLM's max_output_tokens_per_s and max_concurrent_requests.
+
+    Each streamed chunk counts one token in the one-second bucket (from the earliest start) it
+    arrived in; a request is active in every bucket from its start to its end.
+    """
     if not done:
         return 0.0, 0
     origin = min(r.start for r in done)
     end = max(r.start + r.latency for r in done)
-    buckets = int(end - origin) + 1
+    buckets = int(np.ceil(end - origin)) + 1
     tokens = np.zeros(buckets)
     active = np.zeros(buckets, dtype=int)
     for rec in done:
-        times = _token_times(rec)
-        per_chunk = [1] * len(times)
-        per_chunk[-1] += max(rec.output_len - len(times), 0)  # usage may count more tokens than chunks
-        for t, n in zip(times, per_chunk, strict=True):
-            tokens[int(t - origin)] += n
+        for t in _token_times(rec):
+            tokens[int(t - origin)] += 1
         active[int(rec.start - origin) : int(rec.start + rec.latency - origin) + 1] += 1
     return float(tokens.max()), int(active.max())
 

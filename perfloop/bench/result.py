@@ -125,6 +125,11 @@ class PerfloopBlock(BaseModel):
     interrupted: bool = Field(False, description="Ctrl-C: the metrics cover the requests that finished.")
     requests_file: str | None = Field(None, description="Sidecar JSONL with one RequestRecord per line.")
     errors: list[str] = Field(default_factory=list, description="Distinct request errors, first few.")
+    max_failed: int = Field(0, description="Failed requests the run tolerates before it is invalid.")
+    valid: bool = Field(True, description="False when more than max_failed requests failed: do not compare.")
+    failures: list[str] = Field(
+        default_factory=list, description="Per error kind: count and the first error, most frequent first."
+    )
 
 
 class BenchResult(_WithLatency):  # type: ignore[misc, valid-type]
@@ -142,6 +147,15 @@ class BenchResult(_WithLatency):  # type: ignore[misc, valid-type]
         except ValueError as exc:
             raise ValueError(f"{path}: not a perfloop bench result: {exc}") from exc
 
+    def check_valid(self) -> None:
+        """Raise ValueError saying why when the run had more failed requests than it tolerates."""
+        if not self.perfloop.valid:
+            why = "; ".join(self.perfloop.failures) or "no request completed"
+            raise ValueError(
+                f"invalid result ({self.failed} of {self.num_prompts} requests failed, "
+                f"max {self.perfloop.max_failed}): {why}"
+            )
+
     def metric(self, name: str) -> float | None:
         """A top-level metric by vLLM key name (None when absent or unset)."""
         value = getattr(self, name, None)
@@ -158,6 +172,17 @@ def output_lengths(records: list[RequestRecord]) -> OutputLengths:
         mismatched_requests=mismatched,
         all_achieved=mismatched == 0 and bool(done),
     )
+
+
+def failure_summary(records: list[RequestRecord]) -> list[str]:
+    """`COUNT x KIND: first error` per error kind (the text before the first colon), most frequent first."""
+    kinds: dict[str, list[str]] = {}
+    for rec in sorted(records, key=lambda r: r.index):
+        if not rec.success:
+            error = rec.error or "unknown error"
+            kinds.setdefault(error.split(":", 1)[0], []).append(error)
+    ranked = sorted(kinds.items(), key=lambda item: -len(item[1]))
+    return [f"{len(errors)} x {errors[0][:300]}" for _, errors in ranked]
 
 
 def result_schema() -> dict[str, Any]:

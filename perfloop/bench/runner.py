@@ -27,7 +27,14 @@ from perfloop.bench.arrivals import arrival_times
 from perfloop.bench.backends.base import Backend
 from perfloop.bench.fingerprint import Environment, collect_environment
 from perfloop.bench.metrics import RequestRecord, compute_metrics, sglang_metrics
-from perfloop.bench.result import BenchResult, PerfloopBlock, SGLangCompat, output_lengths, write_result
+from perfloop.bench.result import (
+    BenchResult,
+    PerfloopBlock,
+    SGLangCompat,
+    failure_summary,
+    output_lengths,
+    write_result,
+)
 from perfloop.bench.targets import Target, model_vocab_size, open_backend, parse_target, target_model
 from perfloop.bench.workloads import BenchRequest, WorkloadSpec, build_requests
 
@@ -51,17 +58,26 @@ class BenchSpec(BaseModel):
     torch_threads: int | None = Field(None, ge=1, description="torch threads for in-process backends.")
     target_repo: str | None = Field(None, description="Git work tree of the target, for its commit.")
     output: str | None = Field(None, description="Result JSON path; the sidecar goes next to it.")
+    max_failed: int = Field(0, ge=0, description="Failed requests tolerated; more marks the result invalid.")
     server_log: str | None = None
     progress: bool = True
 
 
-def resolve_workload(workload: WorkloadSpec, target: Target) -> WorkloadSpec:
-    """Fill the vocabulary size from the target's model when the workload draws token ids."""
+def resolve_workload(workload: WorkloadSpec, target: Target, model_id: str | None = None) -> WorkloadSpec:
+    """Fill the vocabulary size from the target's model when the workload draws token ids.
+
+    For a URL the model name sent (`model_id`) is used when it is a preset or a local model folder.
+    """
     if workload.kind not in ("random", "shared-prefix") or workload.vocab_size is not None:
         return workload
     model = target_model(target)
+    if model is None and model_id and (model_id.startswith("preset:") or Path(model_id).is_dir()):
+        model = model_id
     if model is None:
-        raise ValueError("workload.vocab_size: cannot tell the model's vocabulary from the launch; pass it")
+        raise ValueError(
+            f"--vocab-size: cannot tell the vocabulary of model {model_id!r} at {target.value}; "
+            "pass --vocab-size (or --model preset:NAME / a local model folder)"
+        )
     return workload.model_copy(update={"vocab_size": model_vocab_size(model)})
 
 
@@ -127,7 +143,7 @@ def _server_log(spec: BenchSpec) -> Path | None:
 def run_benchmark(spec: BenchSpec) -> BenchResult:
     """Run the spec's workload against its target and return (and maybe write) the result."""
     target = parse_target(spec.launch)
-    workload = resolve_workload(spec.workload, target)
+    workload = resolve_workload(spec.workload, target, spec.model_id)
     requests = build_requests(workload)
     arrivals = arrival_times(len(requests), spec.request_rate, spec.burstiness, spec.seed)
     if spec.torch_threads is not None:
@@ -162,6 +178,7 @@ def build_result(
 ) -> BenchResult:
     """Assemble the result file from the measured records."""
     errors = sorted({r.error for r in records if r.error})[:5]
+    failed = sum(not r.success for r in records)
     block = PerfloopBlock(
         workload=workload,
         workload_fingerprint=workload.fingerprint(),
@@ -174,6 +191,9 @@ def build_result(
         output_lengths=output_lengths(records),
         interrupted=interrupted,
         errors=errors,
+        max_failed=spec.max_failed,
+        valid=failed <= spec.max_failed and any(r.success for r in records),
+        failures=failure_summary(records),
     )
     return BenchResult(
         date=datetime.now().strftime("%Y%m%d-%H%M%S"),
@@ -202,7 +222,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec = BenchSpec.model_validate_json(Path(args[0]).read_text())
     result = run_benchmark(spec)
-    return 130 if result.perfloop.interrupted else 0
+    if result.perfloop.interrupted:
+        return 130
+    try:
+        result.check_valid()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # the search table keeps this as the trial's error
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from perfloop.engine.config import EngineConfig
 from perfloop.engine.detokenizer import IncrementalDetokenizer
 from perfloop.engine.errors import EngineInputError
 from perfloop.engine.llm_engine import LLMEngine, StepOutput
+from perfloop.engine.sampler import Logprob
 from perfloop.engine.sampling_params import SamplingParams
 from perfloop.engine.stats import EngineStats
 
@@ -72,11 +73,14 @@ class Histogram:
 
 @dataclass
 class Delta:
-    """What one request produced since the last delta: text ready to send, and token counts."""
+    """What one request produced in one step (one token): text ready to send (maybe empty), and more."""
 
     text: str
     num_new_tokens: int
     finish_reason: str | None
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[Logprob] | None = None
+    prompt_logprobs: list[Logprob | None] | None = None
 
 
 @dataclass
@@ -157,17 +161,29 @@ class AsyncEngine:
 
     # ---- requests --------------------------------------------------------------------------
 
-    async def add(self, request_id: str, prompt: str | list[int], params: SamplingParams) -> list[int]:
-        """Queue a request; return its prompt token ids. Raises EngineInputError or QueueFullError."""
+    async def add(
+        self,
+        request_id: str,
+        prompt: str | list[int],
+        params: SamplingParams,
+        parent: str | None = None,
+        arrival: float | None = None,
+    ) -> list[int]:
+        """Queue a request; return its prompt token ids. Raises EngineInputError or QueueFullError.
+
+        `parent`: an earlier request with the same prompt whose KV blocks this one shares (n > 1).
+        `arrival` (perf_counter): when the HTTP request came in; TTFT counts from there, as a client's does.
+        """
         self._check_alive()
         if self.max_queue is not None and self.stats().num_waiting + self._inflight_adds >= self.max_queue:
             self.counters.rejected_queue_full += 1
             raise QueueFullError(f"the waiting queue is full ({self.max_queue} requests)")
         assert self._loop is not None
         done: asyncio.Future[list[int]] = self._loop.create_future()
-        self._requests[request_id] = _Request(queue=asyncio.Queue(), arrival=time.perf_counter())
+        start = time.perf_counter() if arrival is None else arrival
+        self._requests[request_id] = _Request(queue=asyncio.Queue(), arrival=start)
         self._inflight_adds += 1
-        self._commands.put(("add", (request_id, prompt, params, done)))
+        self._commands.put(("add", (request_id, prompt, params, parent, done)))
         try:
             return await done
         except BaseException:
@@ -195,7 +211,14 @@ class AsyncEngine:
                     text += detokenizer.flush()
                 reason = "stop" if detokenizer.stopped else output.finish_reason if output.finished else None
                 finished = reason is not None
-                yield Delta(text=text, num_new_tokens=len(output.new_token_ids), finish_reason=reason)
+                yield Delta(
+                    text=text,
+                    num_new_tokens=len(output.new_token_ids),
+                    finish_reason=reason,
+                    token_ids=output.new_token_ids,
+                    logprobs=output.logprobs,
+                    prompt_logprobs=output.prompt_logprobs,
+                )
         finally:
             self._finish(request_id, aborted=not finished or detokenizer.stopped)
 
@@ -307,9 +330,9 @@ class AsyncEngine:
 
     def _handle(self, engine: LLMEngine, name: str, arg: Any) -> None:
         if name == "add":
-            request_id, prompt, params, done = arg
+            request_id, prompt, params, parent, done = arg
             try:
-                ids = engine.add_request(request_id, prompt, params)
+                ids = engine.add_request(request_id, prompt, params, parent)
             except EngineInputError as exc:
                 self._call_soon(_set_exception, done, exc)
                 return

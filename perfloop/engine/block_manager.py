@@ -51,9 +51,10 @@ class BlockManager:
     def match_prefix(self, seq: Sequence) -> int:
         """Attach cached blocks for the longest hashed prefix of a fresh sequence; return tokens hit.
 
-        The last prompt token is always recomputed so the step has logits to sample from.
+        The last prompt token is always recomputed so the step has logits to sample from. A request
+        asking for prompt logprobs computes its whole prompt (cached positions have no logits).
         """
-        if not self.prefix_caching or seq.block_table:
+        if not self.prefix_caching or seq.block_table or seq.params.prompt_logprobs is not None:
             return 0
         prev: int | None = None
         hits: list[int] = []

@@ -13,6 +13,7 @@ from perfloop.engine.errors import EngineInputError
 from perfloop.engine.models.config import ModelConfig
 from perfloop.engine.models.presets import resolve_model
 from perfloop.engine.runner import ModelRunner, StepHandle, pick_device
+from perfloop.engine.sampler import Logprob, to_host
 from perfloop.engine.sampling_params import SamplingParams
 from perfloop.engine.scheduler import Scheduler
 from perfloop.engine.sequence import PLACEHOLDER, Sequence, Status
@@ -29,6 +30,8 @@ class StepOutput:
     new_token_ids: list[int]
     finished: bool
     finish_reason: str | None
+    logprobs: list[Logprob] | None = None  # one per new token, when the request asked
+    prompt_logprobs: list[Logprob | None] | None = None  # with the first token: None for prompt[0]
 
 
 class LLMEngine:
@@ -38,6 +41,7 @@ class LLMEngine:
         self.config = config
         self.torch_threads = apply_threads(config.torch_threads)
         model_dir = resolve_model(config.model, device=pick_device(config.device).type)
+        self.model_dir = model_dir
         self.model_config = ModelConfig.from_dir(model_dir)
         mc = self.model_config
         self.max_model_len = min(
@@ -52,14 +56,21 @@ class LLMEngine:
         self._inflight: StepHandle | None = None
         self._prompt_tokens = self._generation_tokens = self._steps = self._peak_running = 0
 
-    def add_request(self, request_id: str, prompt: str | list[int], params: SamplingParams) -> list[int]:
-        """Queue a request; returns its prompt token ids. Bad input raises EngineInputError."""
-        params.validate()
+    def add_request(
+        self, request_id: str, prompt: str | list[int], params: SamplingParams, parent: str | None = None
+    ) -> list[int]:
+        """Queue a request; returns its prompt token ids. Bad input raises EngineInputError.
+
+        `parent` names an earlier request with the same prompt (parallel sampling): this one is
+        admitted once the parent's prompt blocks are cached, and shares them.
+        """
+        params.validate(self.model_config.vocab_size)
         if request_id in self.seqs:
             raise EngineInputError(f"request id {request_id!r} is already in use", "request_id")
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
         self._check_prompt(ids, params)
-        seq = Sequence(request_id, ids, params)
+        seq = Sequence(request_id, ids, params, parent=self.seqs.get(parent) if parent else None)
+        seq.stop_ids = sorted(set(params.stop_token_ids) | (set() if params.ignore_eos else self._eos))
         if params.seed is not None:
             seq.generator = torch.Generator(device=self.runner.device).manual_seed(params.seed)
         self.seqs[request_id] = seq
@@ -136,11 +147,14 @@ class LLMEngine:
         """Fill in a finished step's tokens and report them."""
         batch = handle.batch
         tokens = handle.tokens()
+        self._attach_prompt_logprobs(handle)
         outputs = []
         for k, (i, token) in enumerate(zip(handle.sampled, tokens, strict=True)):
             seq = batch.seqs[i]
             if self.seqs.get(seq.request_id) is not seq:
                 continue  # aborted, or stopped while this step was in flight: the token is void
+            output = StepOutput(seq.request_id, [token], False, None)
+            self._add_logprobs(output, seq, handle, k, token)
             seq.token_ids[handle.positions[k]] = token
             if seq.num_tokens - 1 == handle.positions[k]:
                 seq.pending_index = None  # no newer step has sampled for it yet
@@ -148,11 +162,29 @@ class LLMEngine:
             reason = self._finish_reason(seq, token, handle.positions[k] + 1)
             if reason:
                 self._retire(seq, reason)
-            outputs.append(StepOutput(seq.request_id, [token], reason is not None, reason))
+            output.finished, output.finish_reason = reason is not None, reason
+            outputs.append(output)
         for seq in batch.seqs:
             if seq.status is not Status.FINISHED:
                 self.blocks.commit_full_blocks(seq)  # every computed token is real by now
         return outputs
+
+    def _attach_prompt_logprobs(self, handle: StepHandle) -> None:
+        for i, (first, tensors) in handle.prompt_logprobs.items():
+            seq = handle.batch.seqs[i]
+            targets = seq.prompt_ids[first : first + len(tensors[0])]
+            for offset, record in enumerate(to_host(tensors, targets)):
+                seq.prompt_logprobs[first + offset] = record
+
+    def _add_logprobs(
+        self, output: StepOutput, seq: Sequence, handle: StepHandle, k: int, token: int
+    ) -> None:
+        if k in handle.logprobs:
+            output.logprobs = to_host(handle.logprobs[k], [token])
+        if seq.params.prompt_logprobs is not None and handle.positions[k] == len(seq.prompt_ids):
+            # The first output token: every prompt chunk's step was resolved before this one.
+            scored = [seq.prompt_logprobs.get(j) for j in range(1, len(seq.prompt_ids))]
+            output.prompt_logprobs = [None, *scored]
 
     def _finish_reason(self, seq: Sequence, token: int, length: int) -> str | None:
         """Why a request ends with `token` at total length `length`, or None if it goes on."""

@@ -47,7 +47,8 @@ from perfloop.engine.cuda_graphs import DecodeGraphs
 from perfloop.engine.models.config import ModelConfig
 from perfloop.engine.models.decoder import DecoderLM
 from perfloop.engine.models.loader import load_weights
-from perfloop.engine.sampler import sample
+from perfloop.engine.request_logits import prompt_logprobs, row_contexts
+from perfloop.engine.sampler import LogprobTensors, sample, token_logprobs
 from perfloop.engine.scheduler import ScheduledBatch
 from perfloop.engine.step_inputs import build_step_inputs, pack, unpack
 
@@ -88,6 +89,8 @@ class StepHandle:
     tokens_host: torch.Tensor | None = None
     tokens_list: list[int] | None = None
     event: torch.cuda.Event | None = None
+    logprobs: dict[int, LogprobTensors] = field(default_factory=dict)  # by index into `sampled`
+    prompt_logprobs: dict[int, tuple[int, LogprobTensors]] = field(default_factory=dict)  # by batch index
 
     def tokens(self) -> list[int]:
         """The sampled tokens on the host (waits for the step's copy only)."""
@@ -287,6 +290,8 @@ class ModelRunner:
         sampled = [i for i, (s, n) in enumerate(zip(batch.seqs, batch.num_new_tokens, strict=True))
                    if s.num_computed + n == s.num_tokens]  # fmt: skip
         handle = StepHandle(batch, sampled)
+        if any(s.params.prompt_logprobs is not None for s in batch.seqs):
+            handle.prompt_logprobs = prompt_logprobs(batch, hidden, self.model.compute_logits)
         if not sampled:
             return handle
         with torch.profiler.record_function("perfloop.logits"):
@@ -294,9 +299,13 @@ class ModelRunner:
             logits = self.model.compute_logits(hidden if idx.all_rows else hidden[idx.rows])
         with torch.profiler.record_function("perfloop.sample"):
             seqs = [batch.seqs[i] for i in sampled]
+            params = [s.params for s in seqs]
+            contexts = row_contexts(seqs, prev) if any(p.processes_logits for p in params) else None
             handle.tokens_dev = sample(
-                logits, [s.params for s in seqs], [s.generator for s in seqs], self.default_generator
+                logits, params, [s.generator for s in seqs], self.default_generator, contexts
             )
+            if any(p.logprobs is not None for p in params):
+                handle.logprobs = token_logprobs(logits, handle.tokens_dev, params)
         if self.device.type != "cuda":
             handle.tokens_list = handle.tokens_dev.tolist()  # nothing is asynchronous on the CPU
         else:

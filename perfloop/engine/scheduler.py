@@ -93,6 +93,8 @@ class Scheduler:
         return batch
 
     def _admit(self, seq: Sequence, budget: int, batch: ScheduledBatch) -> bool:
+        if not self._parent_ready(seq):
+            return False
         hit = self.blocks.match_prefix(seq)
         n = seq.num_uncomputed
         if n > budget and not self.chunked:
@@ -110,6 +112,14 @@ class Scheduler:
         batch.seqs.append(seq)
         batch.num_new_tokens.append(n)
         return True
+
+    def _parent_ready(self, seq: Sequence) -> bool:
+        """A parallel-sampling sibling waits until its parent's full prompt blocks are in the prefix
+        cache, so the n choices share the prompt's KV blocks instead of computing them n times."""
+        parent = seq.parent
+        if parent is None or not self.blocks.prefix_caching or parent.status is Status.FINISHED:
+            return True
+        return parent.num_hashed_blocks >= (len(seq.prompt_ids) - 1) // self.blocks.block_size
 
     def _undo_prefix(self, seq: Sequence) -> None:
         self.blocks.free_seq(seq)

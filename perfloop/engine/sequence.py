@@ -7,6 +7,7 @@ from enum import Enum
 
 import torch
 
+from perfloop.engine.sampler import Logprob
 from perfloop.engine.sampling_params import SamplingParams
 
 PLACEHOLDER = -1
@@ -36,6 +37,12 @@ class Sequence:
     # While the step that samples the last token is in flight, that token is a placeholder on the
     # host and `pending_index` is its row in that step's device tensor of sampled tokens.
     pending_index: int | None = None
+    # Tokens min_tokens keeps from being sampled (EOS unless ignored, and stop_token_ids).
+    stop_ids: list[int] = field(default_factory=list)
+    # Parallel sampling (n > 1): the first sibling, whose prompt blocks this one waits to share.
+    parent: Sequence | None = None
+    # Prompt logprobs by prompt position (1..len-1), filled as prefill chunks finish.
+    prompt_logprobs: dict[int, Logprob] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.token_ids:

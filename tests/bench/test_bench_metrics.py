@@ -109,3 +109,14 @@ def test_sglang_names_and_mean_concurrency() -> None:
     assert s["concurrency"] == pytest.approx(0.8 / 2.0)
     assert s["max_itl_ms"] == pytest.approx(100.0)
     assert s["p95_itl_ms"] == pytest.approx(50 + 0.85 * 50)
+
+
+def test_max_output_tokens_per_s_counts_one_token_per_chunk_as_vllm() -> None:
+    """vLLM buckets each chunk's arrival in its second; usage tokens beyond the chunks are not spread."""
+    rec = RequestRecord(
+        index=0, success=True, output_len=50, requested_output_len=50, start=0.0, ttft=0.5,
+        itl=[0.4, 0.2, 0.2], latency=1.3,
+    )  # fmt: skip
+    m = compute_metrics([rec], duration=2.0)
+    assert m["max_output_tokens_per_s"] == 2  # chunks at 0.5, 0.9 | 1.1, 1.3
+    assert m["max_concurrent_requests"] == 1

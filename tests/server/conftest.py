@@ -145,3 +145,9 @@ def poll() -> Callable[..., bool]:
 def stop() -> Callable[..., int]:
     """`stop(server)`: SIGTERM it and return its exit code."""
     return stop_server
+
+
+@pytest.fixture(scope="session")
+def new_port() -> Callable[[], int]:
+    """`new_port()`: a TCP port nobody listens on right now."""
+    return free_port

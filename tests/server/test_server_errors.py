@@ -26,21 +26,21 @@ def secured(start):
 CASES: list[tuple[str, str, Any, dict[str, str] | None, int, str | None, str]] = [
     ("missing-model", "/v1/completions", {"prompt": "hi"}, None, 400, "model", "model"),
     ("unknown-model", "/v1/completions", {**OK, "model": "gpt-9"}, None, 404, "model", "gpt-9"),
-    ("n-2", "/v1/completions", {**OK, "n": 2}, None, 400, "n", "n=1"),
+    ("n-too-many", "/v1/completions", {**OK, "n": 99}, None, 400, "n", "16"),
     ("negative-temp", "/v1/completions", {**OK, "temperature": -1}, None, 400, "temperature", "equal to 0"),
     ("top-p-zero", "/v1/completions", {**OK, "top_p": 0}, None, 400, "top_p", "top_p"),
     ("top-k-below-minus-one", "/v1/completions", {**OK, "top_k": -5}, None, 400, "top_k", "top_k"),
-    ("max-tokens-zero", "/v1/completions", {**OK, "max_tokens": 0}, None, 400, "max_tokens", "max_tokens"),
+    ("max-tokens-zero", "/v1/completions", {**OK, "max_tokens": 0}, None, 400, "max_tokens", "echo"),
     ("max-tokens-text", "/v1/completions", {**OK, "max_tokens": "ten"}, None, 400, "max_tokens", "integer"),
     ("empty-prompt", "/v1/completions", {**OK, "prompt": ""}, None, 400, "prompt", "at least 1"),
     ("empty-id-list", "/v1/completions", {**OK, "prompt": []}, None, 400, "prompt", "at least 1"),
-    ("batched-prompts", "/v1/completions", {**OK, "prompt": ["a", "b"]}, None, 400, "prompt", "prompt"),
+    ("empty-in-prompt-list", "/v1/completions", {**OK, "prompt": ["a", ""]}, None, 400, "prompt", "prompt"),
     ("token-outside-vocab", "/v1/completions", {**OK, "prompt": [1, 99999]}, None, 400, "prompt", "99999"),
     ("prompt-over-context", "/v1/completions", {**OK, "prompt": "a" * 300}, None, 400, "prompt", "context"),
     ("output-over-context", "/v1/completions", {**OK, "max_tokens": 300}, None, 400, "max_tokens", "context"),
     ("five-stop-strings", "/v1/completions", {**OK, "stop": list("abcde")}, None, 400, "stop", "4"),
-    ("echo", "/v1/completions", {**OK, "echo": True}, None, 400, "echo", "echo"),
-    ("logprobs", "/v1/completions", {**OK, "logprobs": 3}, None, 400, "logprobs", "supported"),
+    ("echo-stream", "/v1/completions", {**OK, "echo": True, "stream": True}, None, 400, "echo", "stream"),
+    ("logprobs-over-20", "/v1/completions", {**OK, "logprobs": 21}, None, 400, "logprobs", "20"),
     ("seed-text", "/v1/completions", {**OK, "seed": "abc"}, None, 400, "seed", "seed"),
     ("stream-options-no-stream", "/v1/completions", {**OK, "stream_options": {"include_usage": False}}, None,
      400, "stream_options", "stream"),
@@ -49,7 +49,7 @@ CASES: list[tuple[str, str, Any, dict[str, str] | None, int, str | None, str]] =
     ("no-messages", "/v1/chat/completions", {**CHAT, "messages": []}, None, 400, "messages", "messages"),
     ("bad-role", "/v1/chat/completions", {**CHAT, "messages": [{"role": "robot", "content": "x"}]}, None, 400,
      "messages.0.role", "role"),
-    ("chat-n-3", "/v1/chat/completions", {**CHAT, "n": 3}, None, 400, "n", "n=1"),
+    ("chat-n-zero", "/v1/chat/completions", {**CHAT, "n": 0}, None, 400, "n", "n"),
     ("missing-key", "/v1/completions", OK, {"Authorization": ""}, 401, None, "API key"),
     ("wrong-key", "/v1/completions", OK, {"Authorization": "Bearer nope"}, 401, None, "API key"),
 ]  # fmt: skip
@@ -81,8 +81,8 @@ def test_server_healthy_after_bad_inputs(secured) -> None:
 def test_openai_client_sees_typed_errors(secured) -> None:
     client = secured.client()
     with pytest.raises(openai.BadRequestError) as bad:
-        client.completions.create(model=MODEL, prompt="x", max_tokens=2, n=2)
-    assert bad.value.body["param"] == "n"
+        client.completions.create(model=MODEL, prompt="x", max_tokens=2, best_of=2)
+    assert bad.value.body["param"] == "best_of"
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.AuthenticationError):

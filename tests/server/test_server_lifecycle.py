@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import threading
+from collections.abc import Callable
 
 import httpx
 import openai
@@ -28,16 +29,13 @@ def queue_server(start):
     return start("--max-num-seqs", "1", "--max-queue", "2")
 
 
-def _first_chunks(url: str, body: dict, n: int) -> None:
-    """Open a stream, read n data lines, then drop the connection."""
+def _read_until(url: str, body: dict, done: Callable[[], bool]) -> None:
+    """Open a stream, read data lines until done() holds (or the stream ends), then drop the connection."""
     with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=60) as response:
         assert response.status_code == 200
-        seen = 0
         for line in response.iter_lines():
-            if line.startswith("data: "):
-                seen += 1
-                if seen >= n:
-                    return
+            if line.startswith("data: ") and done():
+                return
 
 
 def test_disconnect_aborts_and_frees_blocks(long_server, poll) -> None:
@@ -53,7 +51,8 @@ def test_disconnect_aborts_and_frees_blocks(long_server, poll) -> None:
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    _first_chunks(server.url, body, 5)
+    # One chunk per token: read until the watcher saw the request running, then disconnect.
+    _read_until(server.url, body, lambda: bool(seen_busy))
     watcher.join(timeout=10)
     assert seen_busy and seen_busy[0]["perfloop:kv_cache_blocks_used"] >= 13  # 200 prompt tokens / 16
     # 1800 tokens would take many seconds; the abort frees everything long before.

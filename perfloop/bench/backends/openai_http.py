@@ -3,7 +3,8 @@
 `st` is taken just before the POST; every SSE message carrying `choices` is a chunk
 (timestamped on arrival: the first gives TTFT, later ones ITL gaps); E2E latency is the
 last chunk minus `st`. Output tokens come from `usage.completion_tokens` (the request
-asks for `stream_options.include_usage`), else the chunk count.
+asks for `stream_options.include_usage`), else the chunk count. A request fails on a
+non-200 status, an `error` event in the stream, or a stream that ends without `[DONE]`.
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ async def _sse_events(resp: httpx.Response) -> AsyncIterator[bytes]:
 
 def served_model(base_url: str, timeout: float = 30.0) -> str:
     """The first model id a server lists at /v1/models."""
-    resp = httpx.get(base_url.rstrip("/") + "/v1/models", timeout=timeout)
-    resp.raise_for_status()
+    try:
+        resp = httpx.get(base_url.rstrip("/") + "/v1/models", timeout=timeout)
+        resp.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ValueError(f"--url: cannot list the models at {base_url}/v1/models: {exc}") from exc
     data = resp.json().get("data") or []
     if not data:
         raise ValueError(f"{base_url}/v1/models lists no model; pass the model name explicitly")
@@ -121,6 +125,7 @@ class OpenAIBackend:
         ttft = 0.0
         itl: list[float] = []
         chunks = 0
+        done = False
         usage_out: int | None = None
         usage_in: int | None = None
         st = time.perf_counter()
@@ -134,6 +139,7 @@ class OpenAIBackend:
                     return failed_record(req, st - t0, f"HTTP {resp.status_code}: {body}")
                 async for data in _sse_events(resp):
                     if data == b"[DONE]":
+                        done = True
                         continue
                     msg = _decode(data)
                     if msg.get("choices"):
@@ -151,6 +157,8 @@ class OpenAIBackend:
                         return failed_record(req, st - t0, f"stream error: {error}")
         except (httpx.HTTPError, msgspec.DecodeError, OSError) as exc:
             return failed_record(req, st - t0, f"{type(exc).__name__}: {exc}")
+        if not done:
+            return failed_record(req, st - t0, f"stream ended without [DONE] after {chunks} chunks")
         if chunks == 0:
             return failed_record(req, st - t0, "no content chunks received")
         return RequestRecord(

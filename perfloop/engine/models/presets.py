@@ -213,6 +213,7 @@ def resolve_model(model: str, device: str = "cpu") -> Path:
     name = model.removeprefix("preset:")
     target = cache_root() / f"{name}-v{_VERSION}"
     if (target / "perfloop_preset.json").is_file():
+        _ensure_tokenizer(target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
@@ -224,4 +225,16 @@ def resolve_model(model: str, device: str = "cpu") -> Path:
             pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _ensure_tokenizer(target)
     return target
+
+
+def _ensure_tokenizer(model_dir: Path) -> None:
+    """Give a tokenizer-less preset folder an HF tokenizer.json equal to perfloop's byte-level one,
+    so HF AutoTokenizer and benchmark clients can load it from the folder /v1/models names."""
+    if (model_dir / "tokenizer.json").is_file():
+        return
+    from perfloop.engine.tokenizer import write_byte_tokenizer
+
+    cfg = json.loads((model_dir / "config.json").read_text())
+    write_byte_tokenizer(model_dir, cfg["vocab_size"], cfg.get("bos_token_id"), cfg.get("eos_token_id"))

@@ -45,6 +45,11 @@ class OpenAIError(Exception):
         self.headers = headers or {}
 
 
+def error_type(status: int) -> str:
+    """OpenAI's error `type` for an HTTP status."""
+    return _TYPES.get(status, "invalid_request_error")
+
+
 def error_response(
     status: int,
     message: str,
@@ -53,9 +58,7 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """One OpenAI error body."""
-    detail = ErrorDetail(
-        message=message, type=_TYPES.get(status, "invalid_request_error"), param=param, code=code
-    )
+    detail = ErrorDetail(message=message, type=error_type(status), param=param, code=code)
     return JSONResponse(ErrorResponse(error=detail).model_dump(), status_code=status, headers=headers)
 
 
@@ -91,6 +94,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 
 def _clean(message: str) -> str:
+    if message == "Extra inputs are not permitted":
+        return "not supported by this server (unknown fields are refused, not ignored)"
     return str(message).removeprefix("Value error, ")
 
 
