@@ -8,8 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 
 from perfloop.engine.config import EngineConfig
+from perfloop.errors import UserError, describe_validation
 
 _FLAGS: dict[str, Any] = {
     "model": typer.Option(..., "--model", help="Model directory or preset:NAME."),
@@ -65,8 +67,8 @@ def engine_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
         flags = {name: kwargs.pop(name) for name in _FLAGS}
         try:
             config = EngineConfig(**flags)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+        except ValidationError as exc:
+            raise UserError(describe_validation(exc)) from exc
         return fn(engine_config=config, **kwargs)
 
     keyword_own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
