@@ -31,7 +31,7 @@ def one_line(text: str) -> str:
 
 
 def describe_validation(exc: ValidationError, flag: bool = True) -> str:
-    """A pydantic error as one line per field: `--field: problem (got VALUE)`; `flag=False` omits the dashes."""
+    """A pydantic error on one line: `--field: problem (got VALUE)` per field (`flag=False`: `field:`)."""
     parts = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"])

@@ -44,7 +44,7 @@ def bind_port(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise UserError(
-            f"{port}: cannot listen on {host}:{port} ({exc.strerror}); stop what uses it or pick another port",
+            f"{port}: cannot listen on {host}:{port} ({exc.strerror}); free it or pick another port",
             "--port",
         ) from None
     return sock
