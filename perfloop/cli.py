@@ -74,6 +74,8 @@ def _user_message(exc: BaseException) -> str | None:
     """The one-line message of a user mistake, or None for anything else (a bug: keep its traceback)."""
     if isinstance(exc, UserError):
         return exc.one_line()
+    if isinstance(exc, OSError) and exc.filename is not None:  # a path the user gave: missing, not writable
+        return f"{exc.filename}: {exc.strerror}"
     if isinstance(exc, click.exceptions.ClickException):
         text = one_line(exc.format_message()).replace("Value error, ", "")  # typer's pydantic wording
         # "Invalid value for --spec: --spec: cannot read ..." names the option once

@@ -30,12 +30,17 @@ def one_line(text: str) -> str:
     return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def describe_validation(exc: ValidationError, flag: bool = True) -> str:
-    """A pydantic error on one line: `--field: problem (got VALUE)` per field (`flag=False`: `field:`)."""
+def describe_validation(exc: ValidationError, flag: bool = True, most: int = 3) -> str:
+    """A pydantic error on one line: `--field: problem (got VALUE)` for the first `most` fields.
+
+    `flag=False` names fields as they are (`field:`), for records that are not CLI flags.
+    """
+    errors = exc.errors()
     parts = []
-    for err in exc.errors():
+    for err in errors[:most]:
         field = ".".join(str(p) for p in err["loc"])
         name = "--" + field.replace("_", "-") if flag and field else field
         got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
         parts.append(f"{name}: {err['msg']}{got}" if name else f"{err['msg']}{got}")
-    return "; ".join(parts)
+    more = f" (and {len(errors) - most} more)" if len(errors) > most else ""
+    return "; ".join(parts) + more

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from perfloop.engine.cli_options import engine_flags
 from perfloop.engine.config import EngineConfig
+from perfloop.errors import UserError, describe_validation
 
 app = typer.Typer(help="Fair serving benchmark.", no_args_is_help=True)
 console = Console()
@@ -42,9 +44,9 @@ THREADS = typer.Option(None, "--torch-threads", help="torch threads for in-proce
 NO_EOS = typer.Option(True, "--ignore-eos/--no-ignore-eos", help="Generate exactly the asked lengths.")
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code=2)
+def _fail(message: str) -> UserError:
+    """The error to raise for a bad option: `perfloop` prints it as one line on stderr and exits 2."""
+    return UserError(message)
 
 
 def _rate(text: str) -> float:
@@ -94,8 +96,8 @@ def _workload(**kw: Any) -> Any:
             dataset_path=kw["dataset_path"],
             ignore_eos=kw["ignore_eos"],
         )
-    except ValueError as exc:
-        raise _fail(f"workload: {exc}") from None
+    except ValidationError as exc:
+        raise _fail(f"workload: {describe_validation(exc, flag=False)}") from None
 
 
 def _launch(backend: str, url: str | None, launch: str | None, config: EngineConfig, hf_mode: str) -> str:
@@ -224,6 +226,8 @@ def run(
             progress=progress,
         )
         result = run_benchmark(spec)
+    except UserError:
+        raise
     except (ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from None
     console.print(_summary(result))
@@ -411,8 +415,6 @@ def docker_preset(
     as_json: bool = typer.Option(False, "--json", help="Print the container configuration as JSON."),
 ) -> None:
     """Print a docker: launch spec for vLLM's or SGLang's OpenAI server (use it as --a/--b or a peer)."""
-    from pydantic import ValidationError
-
     from perfloop.bench.docker.presets import PresetOptions, preset_launch
     from perfloop.bench.docker.spec import parse_docker_spec
 
@@ -430,7 +432,9 @@ def docker_preset(
             pull=pull,  # type: ignore[arg-type]
         )
         launch = preset_launch(framework, opts)  # type: ignore[arg-type]
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        raise _fail(describe_validation(exc)) from None
+    except ValueError as exc:
         raise _fail(str(exc)) from None
     if as_json:
         print(parse_docker_spec(launch.removeprefix("docker:")).model_dump_json(indent=2))

@@ -11,11 +11,12 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from perfloop.bench.fingerprint import Environment
 from perfloop.bench.metrics import LATENCY_METRICS, PERCENTILES, RequestRecord
 from perfloop.bench.workloads import WorkloadSpec
+from perfloop.errors import describe_validation
 
 SCHEMA_VERSION = 1
 
@@ -139,8 +140,10 @@ class BenchResult(_WithLatency):  # type: ignore[misc, valid-type]
         text = Path(path).read_text()
         try:
             return cls.model_validate_json(text)
-        except ValueError as exc:
-            raise ValueError(f"{path}: not a perfloop bench result: {exc}") from exc
+        except ValidationError as exc:
+            raise ValueError(
+                f"{path}: not a perfloop bench result: {describe_validation(exc, flag=False)}"
+            ) from exc
 
     def metric(self, name: str) -> float | None:
         """A top-level metric by vLLM key name (None when absent or unset)."""

@@ -43,13 +43,14 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Generate text with the bundled engine, offline."""
+    if bool(prompt) == bool(prompt_ids):
+        raise typer.BadParameter("give --prompt or --prompt-ids (one of them)", param_hint="--prompt")
+    prompts: list[str | list[int]] = list(prompt) if prompt else list(_parse_prompt_ids(prompt_ids))
+    # imported after the cheap checks: a typo is reported without waiting for torch
     from perfloop.engine.errors import EngineInputError
     from perfloop.engine.llm import LLM
     from perfloop.engine.sampling_params import SamplingParams
 
-    if bool(prompt) == bool(prompt_ids):
-        raise typer.BadParameter("give --prompt or --prompt-ids (one of them)", param_hint="--prompt")
-    prompts: list[str | list[int]] = list(prompt) if prompt else list(_parse_prompt_ids(prompt_ids))
     params = SamplingParams(
         max_tokens=max_tokens,
         temperature=temperature,

@@ -14,4 +14,4 @@ def resolve_run(run: str) -> Path:
     for candidate in (Path(run), ARTIFACTS / run):
         if (candidate / "events.jsonl").exists() or (candidate / "manifest.json").exists():
             return candidate
-    raise typer.BadParameter(f"no run folder at {run!r} or {ARTIFACTS / run} (RUN)", param_hint="RUN")
+    raise typer.BadParameter(f"no run folder at {run!r} or {ARTIFACTS / run}", param_hint="RUN")

@@ -27,7 +27,10 @@ from perfloop.loop.report import build_report
 from perfloop.loop.spec import GoalSpec, SpecError, load_spec, parse_spec
 from perfloop.loop.worktrees import TargetRepoError
 
-app = typer.Typer(help="The performance loop.", invoke_without_command=True)
+app = typer.Typer(
+    help="The performance loop; bare `perfloop goal` runs the quickstart (a real loop on the CPU, minutes).",
+    invoke_without_command=True,
+)
 console = Console()
 
 

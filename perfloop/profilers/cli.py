@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 
 from perfloop.engine.cli_options import engine_flags
 from perfloop.engine.config import EngineConfig
+from perfloop.errors import UserError
 
 app = typer.Typer(help="Profiler capture and analysis tables.", no_args_is_help=True)
 console = Console(soft_wrap=True)
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+def _fail(message: str) -> NoReturn:
+    """Stop on a bad input: `perfloop` prints it as one line on stderr and exits 2."""
+    raise UserError(message)
 
 
 def _formats(raw: str) -> tuple[str, ...]:
@@ -148,19 +150,20 @@ def roofline(
         roofline_table,
         step_costs,
     )
+    from perfloop.profilers.trace import TraceFormatError
 
     try:
         spec = gpu_spec(gpu)
         cfg = load_model_config(model)
-    except ValueError as e:
+        measured = _measured_per_step(trace) if trace else None
+    except (TraceFormatError, ValueError) as e:
         _fail(str(e))
     costs = step_costs(cfg, batch, context, "prefill") + step_costs(cfg, batch, context, "decode")
     console.print(
         f"{spec.name}: {spec.memory_bandwidth_tbs} TB/s, {spec.bf16_tflops} TFLOPS bf16 ({spec.source})"
     )
     console.print(markdown("Roofline", ROOFLINE_COLUMNS, roofline_table(costs, spec)), markup=False)
-    if trace:
-        measured = _measured_per_step(trace)
+    if measured is not None:
         console.print(markdown("Achieved", ACHIEVED_COLUMNS, achieved(costs, measured, spec)), markup=False)
 
 
