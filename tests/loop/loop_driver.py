@@ -1,6 +1,8 @@
-"""A loop process for the kill tests: the real state machine with scripted measurements that take time.
+"""A loop process for the kill tests: the real state machine with scripted measurements.
 
-Usage: python loop_driver.py create TARGET_REPO ARTIFACTS PATCHER | resume RUN_ROOT PATCHER | submit RUN_ROOT
+Usage: python loop_driver.py create TARGET_REPO ARTIFACTS PATCHER [AB_STARTED_FILE]
+       | resume RUN_ROOT PATCHER | submit RUN_ROOT
+With AB_STARTED_FILE, the first benchmark touches that file and then blocks: the test kills it there.
 """
 
 from __future__ import annotations
@@ -17,11 +19,17 @@ from perfloop.loop.machine import Run  # noqa: E402
 from perfloop.loop.patchers.external import ExternalPatcher  # noqa: E402
 
 
-class SlowBackend(FakeBackend):
-    """Each benchmark takes a moment, so a kill can land mid-benchmark."""
+class BlockingBackend(FakeBackend):
+    """With a marker file, the first benchmark touches it and never ends (the test kills it there)."""
+
+    def __init__(self, ab_started: Path | None = None) -> None:
+        super().__init__()
+        self.ab_started = ab_started
 
     def ab(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        time.sleep(1.5)
+        if self.ab_started:
+            self.ab_started.touch()
+            time.sleep(600)
         return super().ab(*args, **kwargs)
 
 
@@ -41,11 +49,12 @@ def main(argv: list[str]) -> None:
             artifact_root=str(artifacts),
             patcher=name if name == "external" else "playbook",
         )
-        run = Run.create(spec, SlowBackend(), patcher(name), print)
+        marker = Path(argv[4]) if len(argv) > 4 else None
+        run = Run.create(spec, BlockingBackend(marker), patcher(name), print)
     elif cmd == "resume":
-        run = Run(Path(argv[1]), SlowBackend(), patcher(argv[2]), print)
+        run = Run(Path(argv[1]), BlockingBackend(), patcher(argv[2]), print)
     else:
-        run = Run(Path(argv[1]), SlowBackend(), ExternalPatcher(), print)
+        run = Run(Path(argv[1]), BlockingBackend(), ExternalPatcher(), print)
         run.submit(None, "", [])
     print("STOPPED", run.drive(), flush=True)
 
