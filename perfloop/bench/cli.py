@@ -11,22 +11,22 @@ from typing import Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
 from perfloop.engine.cli_options import engine_flags
 from perfloop.engine.config import EngineConfig
 from perfloop.errors import UserError, describe_validation
+from perfloop.terminal import make_console
 
 app = typer.Typer(help="Fair serving benchmark.", no_args_is_help=True)
-console = Console()
+console = make_console()
 
 # Options shared by `run` and `ab` (Typer reads these as parameter metadata).
 DATASET = typer.Option("random", "--dataset-name", help="random, shared-prefix, sharegpt or standard.")
 NUM_PROMPTS = typer.Option(100, "--num-prompts", help="random/sharegpt: requests.")
 INPUT_LEN = typer.Option(1024, "--random-input-len", help="random: input tokens.")
 OUTPUT_LEN = typer.Option(128, "--random-output-len", help="random/sharegpt: output tokens.")
-RANGE_RATIO = typer.Option(0.0, "--random-range-ratio", help="random: lengths in [len*(1-r), len*(1+r)].")
+RANGE_RATIO = typer.Option(0.0, "--random-range-ratio", help="random: lengths from len*(1-r) to len*(1+r).")
 PREFIX_LEN = typer.Option(0, "--random-prefix-len", help="random: shared random prefix tokens.")
 GROUPS = typer.Option(64, "--gsp-num-groups", help="shared-prefix: groups.")
 PER_GROUP = typer.Option(16, "--gsp-prompts-per-group", help="shared-prefix: prompts per group.")
@@ -123,6 +123,13 @@ def _default_output(backend: str, rate: float, concurrency: int | None, model: s
     return f"{backend}-{tag}qps{conc}-{safe}-{datetime.now():%Y%m%d-%H%M%S}.json"
 
 
+def _number(value: float | int | None) -> str:
+    """A count as an integer, a rate or a latency with two decimals, a missing value as '-'."""
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
+
+
 def _summary(result: Any) -> Table:
     table = Table(title=f"perfloop bench: {result.backend} {result.model_id}")
     table.add_column("metric")
@@ -150,7 +157,7 @@ def _summary(result: Any) -> Table:
     ]
     for key in keys:
         value = getattr(result, key)
-        table.add_row(key, "-" if value is None else f"{value:,.2f}")
+        table.add_row(key, _number(value))
     lengths = result.perfloop.output_lengths
     table.add_row(
         "output lengths achieved", "yes" if lengths.all_achieved else f"NO ({lengths.mismatched_requests})"

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from perfloop.ledger.records import RoundSummary
@@ -26,12 +25,13 @@ from perfloop.loop.quickstart import make_target_repo, quickstart_spec
 from perfloop.loop.report import build_report
 from perfloop.loop.spec import GoalSpec, SpecError, load_spec, parse_spec
 from perfloop.loop.worktrees import TargetRepoError
+from perfloop.terminal import make_console
 
 app = typer.Typer(
     help="The performance loop; bare `perfloop goal` runs the quickstart (a real loop on the CPU, minutes).",
     invoke_without_command=True,
 )
-console = Console()
+console = make_console()
 
 
 def _patcher(spec: GoalSpec) -> Patcher:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from textwrap import shorten
 
 import git
 
@@ -416,7 +417,8 @@ class Run:
             diff_file=self._rel(diff),
         )
         path = self.ledger.write_model(f"{rel}/patch.json", record)
-        self.notify(f"PATCH: candidate {sha[:12]} ({proposal.rule or patcher}): {proposal.rationale[:100]}")
+        why = shorten(proposal.rationale, 100, placeholder=" …")  # cut between words
+        self.notify(f"PATCH: candidate {sha[:12]} ({proposal.rule or patcher}): {why}")
         tried = [*st.tried_rules, proposal.rule] if proposal.rule else list(st.tried_rules)
         self._go(S.VALIDATE, [path, diff, *proposal.files], pending_commit=sha, tried_rules=tried)
 

@@ -17,17 +17,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from perfloop.bench.fingerprint import collect_environment
 from perfloop.bench.result import BenchResult
 from perfloop.bench.workloads import WorkloadSpec
 from perfloop.ledger.records import BenchRecord, MetricComparison, ProfileRecord
 from perfloop.loop.measurement import Side
 from perfloop.loop.spec import GoalSpec
+from perfloop.terminal import make_console
 
 PROFILE_STATS_STAGE = "engine"
-_console = Console(stderr=True)
+_console = make_console(stderr=True)
 
 
 class MeasureError(RuntimeError):

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import NoReturn
 
 import typer
-from rich.console import Console
 
 from perfloop.engine.cli_options import engine_flags
 from perfloop.engine.config import EngineConfig
 from perfloop.errors import UserError
+from perfloop.terminal import make_console
 
 app = typer.Typer(help="Profiler capture and analysis tables.", no_args_is_help=True)
-console = Console(soft_wrap=True)
+console = make_console()
 
 
 def _fail(message: str) -> NoReturn:
@@ -43,9 +43,14 @@ def capture(
     input_len: int = typer.Option(64, "--input-len", min=1, help="Random workload: prompt tokens."),
     output_len: int = typer.Option(16, "--output-len", min=1, help="Random workload: output tokens."),
     seed: int = typer.Option(0, "--seed", help="Workload seed."),
-    wait: int = typer.Option(1, "--wait", min=0, help="Engine steps before the profiler warms up."),
-    warmup: int = typer.Option(1, "--warmup", min=0, help="Profiler warm-up steps (not recorded)."),
-    active: int = typer.Option(8, "--active", min=1, help="Recorded engine steps."),
+    wait: int = typer.Option(
+        1,
+        "--wait",
+        min=0,
+        help="Unrecorded steps of a throwaway request, before the profiler warms up.",
+    ),
+    warmup: int = typer.Option(1, "--warmup", min=0, help="Profiler warm-up steps (throwaway request)."),
+    active: int = typer.Option(8, "--active", min=1, help="Recorded steps, from the workload's prefill."),
     url: str = typer.Option(None, "--url", help="Capture from a running server via /start_profile instead."),
     trace_dir: Path = typer.Option(None, "--trace-dir", help="--url: the server's profiler output folder."),
 ) -> None:

@@ -89,7 +89,7 @@ def _assert_clean(root: Path, repo: Path) -> None:
 def test_kill_then_resume_finishes(tmp_path: Path, target_repo: Path, state: str, hold: str | None) -> None:
     artifacts = tmp_path / "artifacts"
     root = artifacts / RUN
-    marker = None if hold else tmp_path / "ab-started"  # mid-benchmark: the first benchmark blocks
+    marker = None if hold else tmp_path / "ab-started"  # mid-benchmark: BENCH's benchmark blocks
     extra = [str(marker)] if marker else []
     proc = _start("create", str(target_repo), str(artifacts), "scripted", *extra, hold=hold)
     _kill_when(proc, root, state, marker)
