@@ -51,6 +51,7 @@ CASES = [
     ("bench-rate", ["bench", "run", *TINY, "--request-rate", "fast"], ["--request-rate", "fast"]),
     ("bench-prompts", ["bench", "run", *TINY, "--num-prompts", "0"], ["num_prompts", "0"]),
     ("bench-compare", ["bench", "compare", "{tmp}/a.json", "{tmp}/b.json"], ["{tmp}/a.json"]),
+    ("bench-space", ["bench", "search", "--space", "{tmp}/bad.yaml"], ["{tmp}/bad.yaml", "line 1"]),
     ("bench-pull", ["bench", "docker-preset", "vllm", "--model", "m", "--pull", "soon"], ["--pull", "soon"]),
     ("profile-gpu", ["profile", "roofline", *TINY, "--gpu", "b300x"], ["b300x", "h200"]),
     ("profile-trace", ["profile", "analyze", "{tmp}/t.json", "--out", "{tmp}/o"], ["{tmp}/t.json"]),
@@ -77,6 +78,7 @@ PARAMS = [pytest.param(args, needles, id=name, marks=[pytest.mark.slow] if name 
 @pytest.mark.parametrize(("args", "needles"), PARAMS)
 def test_user_mistake_is_one_line(args: list[str], needles: list[str], tmp_path: Path) -> None:
     (tmp_path / "file").write_text("a file where a folder is expected")
+    (tmp_path / "bad.yaml").write_text("launch: [1, 2\n")
     result = perfloop(*(a.format(tmp=tmp_path) for a in args), cwd=tmp_path)
     assert result.returncode != 0, result.stdout
     assert "Traceback" not in result.stderr, result.stderr

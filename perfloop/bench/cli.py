@@ -349,11 +349,15 @@ def search(
     out_dir: Path = typer.Option(Path("bench-search"), "--out-dir", help="Trials and results.jsonl go here."),
 ) -> None:
     """Bounded search over launch flags; resumable (finished trials are skipped)."""
+    import yaml
+
     from perfloop.bench.search import load_space, run_search
 
     try:
         parsed = load_space(space)
-    except (ValueError, OSError) as exc:
+    except ValidationError as exc:
+        raise _fail(f"{space}: {describe_validation(exc, flag=False)}") from None
+    except (ValueError, OSError, yaml.YAMLError) as exc:
         raise _fail(f"{space}: {exc}") from None
 
     def show(trial: Any) -> None:

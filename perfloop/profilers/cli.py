@@ -74,6 +74,8 @@ def capture(
         else:
             sched = ProfileSchedule(wait=wait, warmup=warmup, active=active)
             path = capture_engine(engine_config, spec, out, sched)
+    except UserError:
+        raise
     except (CaptureError, ValueError) as e:
         _fail(str(e))
     console.print(f"trace: {path}")
