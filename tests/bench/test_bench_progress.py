@@ -1,4 +1,4 @@
-"""Progress of `bench run` when stdout is a log or a pipe: a line per tenth of the requests."""
+"""`bench run` output: progress lines when stdout is a log or a pipe, counts as integers."""
 
 from __future__ import annotations
 
@@ -22,3 +22,9 @@ def test_no_progress_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
         for _ in range(5):
             advance()
     assert capsys.readouterr().out == ""
+
+
+def test_summary_prints_counts_as_integers() -> None:
+    from perfloop.bench.cli import _number
+
+    assert (_number(20), _number(1234), _number(12.345), _number(None)) == ("20", "1,234", "12.35", "-")
