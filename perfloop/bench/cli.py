@@ -10,21 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
+from pydantic import ValidationError
 from rich.table import Table
 
 from perfloop.engine.cli_options import engine_flags
 from perfloop.engine.config import EngineConfig
+from perfloop.errors import UserError, describe_validation
+from perfloop.terminal import make_console
 
 app = typer.Typer(help="Fair serving benchmark.", no_args_is_help=True)
-console = Console()
+console = make_console()
 
 # Options shared by `run` and `ab` (Typer reads these as parameter metadata).
 DATASET = typer.Option("random", "--dataset-name", help="random, shared-prefix, sharegpt or standard.")
 NUM_PROMPTS = typer.Option(100, "--num-prompts", help="random/sharegpt: requests.")
 INPUT_LEN = typer.Option(1024, "--random-input-len", help="random: input tokens.")
 OUTPUT_LEN = typer.Option(128, "--random-output-len", help="random/sharegpt: output tokens.")
-RANGE_RATIO = typer.Option(0.0, "--random-range-ratio", help="random: lengths in [len*(1-r), len*(1+r)].")
+RANGE_RATIO = typer.Option(0.0, "--random-range-ratio", help="random: lengths from len*(1-r) to len*(1+r).")
 PREFIX_LEN = typer.Option(0, "--random-prefix-len", help="random: shared random prefix tokens.")
 GROUPS = typer.Option(64, "--gsp-num-groups", help="shared-prefix: groups.")
 PER_GROUP = typer.Option(16, "--gsp-prompts-per-group", help="shared-prefix: prompts per group.")
@@ -42,9 +44,9 @@ THREADS = typer.Option(None, "--torch-threads", help="torch threads for in-proce
 NO_EOS = typer.Option(True, "--ignore-eos/--no-ignore-eos", help="Generate exactly the asked lengths.")
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code=2)
+def _fail(message: str) -> UserError:
+    """The error to raise for a bad option: `perfloop` prints it as one line on stderr and exits 2."""
+    return UserError(message)
 
 
 def _rate(text: str) -> float:
@@ -94,8 +96,8 @@ def _workload(**kw: Any) -> Any:
             dataset_path=kw["dataset_path"],
             ignore_eos=kw["ignore_eos"],
         )
-    except ValueError as exc:
-        raise _fail(f"workload: {exc}") from None
+    except ValidationError as exc:
+        raise _fail(f"workload: {describe_validation(exc, flag=False)}") from None
 
 
 def _launch(backend: str, url: str | None, launch: str | None, config: EngineConfig, hf_mode: str) -> str:
@@ -119,6 +121,13 @@ def _default_output(backend: str, rate: float, concurrency: int | None, model: s
     conc = f"-concurrency{concurrency}" if concurrency else ""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model)
     return f"{backend}-{tag}qps{conc}-{safe}-{datetime.now():%Y%m%d-%H%M%S}.json"
+
+
+def _number(value: float | int | None) -> str:
+    """A count as an integer, a rate or a latency with two decimals, a missing value as '-'."""
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
 
 
 def _summary(result: Any) -> Table:
@@ -148,7 +157,7 @@ def _summary(result: Any) -> Table:
     ]
     for key in keys:
         value = getattr(result, key)
-        table.add_row(key, "-" if value is None else f"{value:,.2f}")
+        table.add_row(key, _number(value))
     lengths = result.perfloop.output_lengths
     table.add_row(
         "output lengths achieved", "yes" if lengths.all_achieved else f"NO ({lengths.mismatched_requests})"
@@ -228,6 +237,8 @@ def run(
             max_failed=max_failed,
         )
         result = run_benchmark(spec)
+    except UserError:
+        raise
     except (ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from None
     console.print(_summary(result))
@@ -350,11 +361,15 @@ def search(
     out_dir: Path = typer.Option(Path("bench-search"), "--out-dir", help="Trials and results.jsonl go here."),
 ) -> None:
     """Bounded search over launch flags; resumable (finished trials are skipped)."""
+    import yaml
+
     from perfloop.bench.search import load_space, run_search
 
     try:
         parsed = load_space(space)
-    except (ValueError, OSError) as exc:
+    except ValidationError as exc:
+        raise _fail(f"{space}: {describe_validation(exc, flag=False)}") from None
+    except (ValueError, OSError, yaml.YAMLError) as exc:
         raise _fail(f"{space}: {exc}") from None
 
     def show(trial: Any) -> None:
@@ -423,8 +438,6 @@ def docker_preset(
     as_json: bool = typer.Option(False, "--json", help="Print the container configuration as JSON."),
 ) -> None:
     """Print a docker: launch spec for vLLM's or SGLang's OpenAI server (use it as --a/--b or a peer)."""
-    from pydantic import ValidationError
-
     from perfloop.bench.docker.presets import PresetOptions, preset_launch
     from perfloop.bench.docker.spec import parse_docker_spec
 
@@ -442,7 +455,9 @@ def docker_preset(
             pull=pull,  # type: ignore[arg-type]
         )
         launch = preset_launch(framework, opts)  # type: ignore[arg-type]
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        raise _fail(describe_validation(exc)) from None
+    except ValueError as exc:
         raise _fail(str(exc)) from None
     if as_json:
         print(parse_docker_spec(launch.removeprefix("docker:")).model_dump_json(indent=2))

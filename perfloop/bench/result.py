@@ -11,11 +11,12 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from perfloop.bench.fingerprint import Environment
 from perfloop.bench.metrics import LATENCY_METRICS, PERCENTILES, RequestRecord
 from perfloop.bench.workloads import WorkloadSpec
+from perfloop.errors import describe_validation
 
 SCHEMA_VERSION = 1
 
@@ -144,8 +145,10 @@ class BenchResult(_WithLatency):  # type: ignore[misc, valid-type]
         text = Path(path).read_text()
         try:
             return cls.model_validate_json(text)
-        except ValueError as exc:
-            raise ValueError(f"{path}: not a perfloop bench result: {exc}") from exc
+        except ValidationError as exc:
+            raise ValueError(
+                f"{path}: not a perfloop bench result: {describe_validation(exc, flag=False)}"
+            ) from exc
 
     def check_valid(self) -> None:
         """Raise ValueError saying why when the run had more failed requests than it tolerates."""

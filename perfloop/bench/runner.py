@@ -16,7 +16,10 @@ what finished: the result is marked `perfloop.interrupted` and still written.
 from __future__ import annotations
 
 import math
+import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -95,15 +98,32 @@ def _warmups(requests: list[BenchRequest], count: int) -> list[BenchRequest]:
     ]
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]bench[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=not enabled,
-        transient=True,
-    )
+class _LineProgress:
+    """Progress for logs and pipes, where a live bar shows nothing: a line per tenth of the requests."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.t0 = time.perf_counter()
+
+    def advance(self) -> None:
+        """Count one finished request; print when it completes a tenth of them."""
+        self.done += 1
+        if self.done * 10 // self.total > (self.done - 1) * 10 // self.total:
+            elapsed = time.perf_counter() - self.t0
+            print(f"bench: {self.done}/{self.total} requests done, {elapsed:.1f} s", flush=True)
+
+
+@contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
+    """A callback counting finished requests: a live bar on a terminal, progress lines otherwise."""
+    if enabled and not sys.stdout.isatty():
+        yield _LineProgress(total).advance
+        return
+    columns = (TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=not enabled, transient=True) as bar:
+        task = bar.add_task("requests", total=total)
+        yield lambda: bar.advance(task)
 
 
 def _measure(
@@ -114,12 +134,11 @@ def _measure(
         backend.run(warm, [0.0] * len(warm), None, lambda rec: None, time.perf_counter())
     records: list[RequestRecord] = []
     interrupted = False
-    with _progress(spec.progress) as bar:
-        task = bar.add_task("requests", total=len(requests))
+    with _progress(spec.progress, len(requests)) as advance:
 
         def done(rec: RequestRecord) -> None:
             records.append(rec)
-            bar.advance(task)
+            advance()
 
         t0 = time.perf_counter()
         try:

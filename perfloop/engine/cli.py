@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from perfloop.engine.cli_options import engine_flags
 from perfloop.engine.config import EngineConfig
+from perfloop.terminal import make_console
 
 app = typer.Typer(help="The bundled reference engine.", no_args_is_help=True)
 
@@ -43,13 +43,14 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Generate text with the bundled engine, offline."""
+    if bool(prompt) == bool(prompt_ids):
+        raise typer.BadParameter("give --prompt or --prompt-ids (one of them)", param_hint="--prompt")
+    prompts: list[str | list[int]] = list(prompt) if prompt else list(_parse_prompt_ids(prompt_ids))
+    # imported after the cheap checks: a typo is reported without waiting for torch
     from perfloop.engine.errors import EngineInputError
     from perfloop.engine.llm import LLM
     from perfloop.engine.sampling_params import SamplingParams
 
-    if bool(prompt) == bool(prompt_ids):
-        raise typer.BadParameter("give --prompt or --prompt-ids (one of them)", param_hint="--prompt")
-    prompts: list[str | list[int]] = list(prompt) if prompt else list(_parse_prompt_ids(prompt_ids))
     params = SamplingParams(
         max_tokens=max_tokens,
         temperature=temperature,
@@ -75,7 +76,7 @@ def generate(
         ]
         typer.echo(json.dumps({"outputs": rows, "stats": llm.engine.stats().model_dump()}))
         return
-    console = Console()
+    console = make_console()
     for o in outputs:
         console.print(f"[bold]{len(o.prompt_token_ids)} prompt tokens[/] -> {len(o.output_token_ids)} tokens "
                       f"({o.finish_reason}): {o.text!r}")  # fmt: skip
@@ -110,4 +111,4 @@ def presets() -> None:
         heads = f"{c['num_attention_heads']}/{c['num_key_value_heads']}"
         table.add_row(name, c["architectures"][0], str(c["num_hidden_layers"]), str(c["hidden_size"]), heads,
                       str(c["vocab_size"]), c["dtype"])  # fmt: skip
-    Console().print(table)
+    make_console().print(table)

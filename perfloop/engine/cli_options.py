@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from perfloop.engine.config import EngineConfig, flag_fields, flag_name
+from perfloop.errors import UserError, describe_validation
 
 # Newer Typer vendors its own click, so `click.ClickException` would miss its errors: take the base
 # class of typer.BadParameter, whichever click that is.
@@ -51,9 +52,7 @@ def engine_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             config = EngineConfig(**flags)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            message = f"{first['msg']} (got {first['input']!r})"
-            raise typer.BadParameter(message, param_hint=flag_name(str(first["loc"][0]))) from None
+            raise UserError(describe_validation(exc)) from exc
         return fn(engine_config=config, **kwargs)
 
     keyword_own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]

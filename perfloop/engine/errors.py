@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from perfloop.errors import UserError
+
 
 class EngineInputError(ValueError):
     """A request the engine refuses; `param` names the field at fault (OpenAI's `param`)."""
@@ -9,3 +11,7 @@ class EngineInputError(ValueError):
     def __init__(self, message: str, param: str) -> None:
         super().__init__(message)
         self.param = param
+
+
+class EngineConfigError(UserError, ValueError):
+    """The engine cannot start as configured: an unknown model or preset, a device it cannot use."""

@@ -44,6 +44,7 @@ from perfloop.engine.attention import get_backend
 from perfloop.engine.attention.metadata import AttentionMetadata
 from perfloop.engine.config import EngineConfig
 from perfloop.engine.cuda_graphs import DecodeGraphs
+from perfloop.engine.errors import EngineConfigError
 from perfloop.engine.models.config import ModelConfig
 from perfloop.engine.models.decoder import DecoderLM
 from perfloop.engine.models.loader import load_weights
@@ -57,9 +58,21 @@ CPU_KV_BUDGET_BYTES = 256 << 20
 
 
 def pick_device(name: str) -> torch.device:
+    """The torch device of `--device` (auto, cpu, cuda or cuda:N); a device this host lacks is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise EngineConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N", "--device")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= count:
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU-only build")
+        found = f"only {count} CUDA device(s)" if count else "no CUDA device"
+        raise EngineConfigError(f"{name!r}: this host has {found} ({build}); use cpu or auto", "--device")
+    return device
 
 
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:

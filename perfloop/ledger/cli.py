@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from perfloop.ledger.runs import resolve_run
 from perfloop.ledger.schemas import export_schemas
 from perfloop.ledger.verify import verify_ledger
+from perfloop.terminal import make_console
 
 app = typer.Typer(help="Artifact ledger.", no_args_is_help=True)
-console = Console()
+console = make_console()
 
 
 @app.command("verify")

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from perfloop.ledger.anchor import LedgerBrokenError
@@ -29,12 +28,13 @@ from perfloop.loop.spec import GoalSpec, SpecError, load_spec, parse_spec
 from perfloop.loop.status import current_state, is_driven, run_status, transitions
 from perfloop.loop.templates import write_example_spec
 from perfloop.loop.worktrees import TargetRepoError
+from perfloop.terminal import make_console
 
 app = typer.Typer(
-    help="The performance loop. Bare `perfloop goal` runs the quickstart (a real loop on the CPU).",
+    help="The performance loop; bare `perfloop goal` runs the quickstart (a real loop on the CPU, minutes).",
     invoke_without_command=True,
 )
-console = Console()
+console = make_console()
 RUN_HELP = "Run id, or relative or absolute folder."
 WAIT_POLL_S = 1.0
 STALE_POLLS = 5  # polls with no driver and no new event before `goal wait` says the run is idle

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from textwrap import shorten
 from typing import Any
 
 import git
@@ -582,7 +583,8 @@ class Run:
         )
         path = self.ledger.write_model(f"{rel}/patch.json", record)
         static = self.ledger.write_model(f"{rel}/static.json", facts)
-        self.notify(f"PATCH: candidate {sha[:12]} ({proposal.rule or patcher}): {proposal.rationale[:100]}")
+        why = shorten(proposal.rationale, 100, placeholder=" …")  # cut between words
+        self.notify(f"PATCH: candidate {sha[:12]} ({proposal.rule or patcher}): {why}")
         tried = [*st.tried_rules, proposal.rule] if proposal.rule else list(st.tried_rules)
         self._go(S.VALIDATE, [path, static, diff, *proposal.files], pending_commit=sha, tried_rules=tried)
 

@@ -20,8 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from perfloop.bench.ab import SequentialRule, Until
 from perfloop.bench.fingerprint import collect_environment
 from perfloop.bench.result import BenchResult
@@ -34,10 +32,11 @@ from perfloop.loop.harness import child_env, harness_of, has_engine, threads_env
 from perfloop.loop.measurement import Side
 from perfloop.loop.secrets import redact
 from perfloop.loop.spec import GoalSpec
+from perfloop.terminal import make_console
 
 PROFILE_STATS_STAGE = "engine"
 PROGRESS_EVERY_S = 30.0
-_console = Console(stderr=True)
+_console = make_console(stderr=True)
 
 
 class MeasureError(RuntimeError):

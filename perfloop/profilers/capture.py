@@ -31,7 +31,11 @@ class CaptureError(RuntimeError):
 
 
 class ProfileSchedule(BaseModel):
-    """torch.profiler schedule over engine steps."""
+    """torch.profiler schedule over engine steps.
+
+    The `wait` and `warmup` steps run a throwaway request, so the `active` (recorded) steps start
+    at the workload's first step, its prefill.
+    """
 
     wait: int = Field(1, ge=0)
     warmup: int = Field(1, ge=0)
@@ -131,20 +135,28 @@ def capture_engine(
     return out_dir / TRACE_NAME
 
 
+def _throwaway(engine: LLMEngine, prompt: list[int] | str, steps: int) -> str | None:
+    """Add a request that keeps the engine busy for `steps` unrecorded steps; its id, or None if none."""
+    if not steps:
+        return None
+    # reversed: the same length, but no prefix for the workload's prompts to hit in the cache
+    engine.add_request("profile-warmup", prompt[::-1], SamplingParams(max_tokens=steps + 1, ignore_eos=True))
+    return "profile-warmup"
+
+
 def _profile_engine(
     config: EngineConfig, workload: Workload, trace_path: Path, sched: ProfileSchedule
 ) -> int:
     engine = LLMEngine(config)
-    request_ids = []
-    for i, (prompt, params) in enumerate(_requests(workload, engine.model_config.vocab_size)):
-        request_ids.append(f"profile-{i}")
-        engine.add_request(request_ids[-1], prompt, params)
+    requests = _requests(workload, engine.model_config.vocab_size)
+    unrecorded = sched.wait + sched.warmup
+    warm_id = _throwaway(engine, requests[0][0], unrecorded)
     activities = [ProfilerActivity.CPU]
     if torch.cuda.is_available():
         activities.append(ProfilerActivity.CUDA)
-    total = sched.wait + sched.warmup + sched.active
     written: list[Path] = []
-    steps = 0
+    request_ids = [f"profile-{i}" for i in range(len(requests))]
+    recorded = 0
     with (
         profile(
             activities=activities,
@@ -155,20 +167,25 @@ def _profile_engine(
         ) as prof,
         Progress(transient=True) as bar,
     ):
-        task = bar.add_task("profiling engine steps", total=total)
-        while engine.has_unfinished() and steps < total:
+        task = bar.add_task("profiling engine steps", total=unrecorded + sched.active)
+        for _ in range(unrecorded):
             engine.step()
             prof.step()
-            steps += 1
+            bar.advance(task)
+        if warm_id:  # the recorded steps begin: the workload replaces the throwaway request
+            engine.abort(warm_id)
+        for rid, (prompt, params) in zip(request_ids, requests, strict=True):
+            engine.add_request(rid, prompt, params)
+        while engine.has_unfinished() and recorded < sched.active:
+            engine.step()
+            prof.step()
+            recorded += 1
             bar.advance(task)
     for rid in request_ids:  # free what the schedule did not need
         engine.abort(rid)
     if not written:
-        raise CaptureError(
-            f"workload: finished after {steps} engine steps, before any active profiling step "
-            f"(wait={sched.wait}, warmup={sched.warmup}); add requests or tokens, or lower --wait/--warmup"
-        )
-    return max(0, steps - sched.wait - sched.warmup)
+        raise CaptureError(f"the profiler wrote no trace after {recorded} recorded engine steps")
+    return recorded
 
 
 def capture_url(

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import typer
-from rich.console import Console
 
 from perfloop.engine.cli_options import engine_flags
 from perfloop.engine.config import EngineConfig
+from perfloop.errors import UserError
+from perfloop.terminal import make_console
 
 app = typer.Typer(help="Profiler capture and analysis tables.", no_args_is_help=True)
-console = Console(soft_wrap=True)
+console = make_console()
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+def _fail(message: str) -> NoReturn:
+    """Stop on a bad input: `perfloop` prints it as one line on stderr and exits 2."""
+    raise UserError(message)
 
 
 def _formats(raw: str) -> tuple[str, ...]:
@@ -41,9 +43,14 @@ def capture(
     input_len: int = typer.Option(64, "--input-len", min=1, help="Random workload: prompt tokens."),
     output_len: int = typer.Option(16, "--output-len", min=1, help="Random workload: output tokens."),
     seed: int = typer.Option(0, "--seed", help="Workload seed."),
-    wait: int = typer.Option(1, "--wait", min=0, help="Engine steps before the profiler warms up."),
-    warmup: int = typer.Option(1, "--warmup", min=0, help="Profiler warm-up steps (not recorded)."),
-    active: int = typer.Option(8, "--active", min=1, help="Recorded engine steps."),
+    wait: int = typer.Option(
+        1,
+        "--wait",
+        min=0,
+        help="Unrecorded steps of a throwaway request, before the profiler warms up.",
+    ),
+    warmup: int = typer.Option(1, "--warmup", min=0, help="Profiler warm-up steps (throwaway request)."),
+    active: int = typer.Option(8, "--active", min=1, help="Recorded steps, from the workload's prefill."),
     url: str = typer.Option(None, "--url", help="Capture from a running server via /start_profile instead."),
     trace_dir: Path = typer.Option(None, "--trace-dir", help="--url: the server's profiler output folder."),
 ) -> None:
@@ -67,6 +74,8 @@ def capture(
         else:
             sched = ProfileSchedule(wait=wait, warmup=warmup, active=active)
             path = capture_engine(engine_config, spec, out, sched)
+    except UserError:
+        raise
     except (CaptureError, ValueError) as e:
         _fail(str(e))
     console.print(f"trace: {path}")
@@ -147,19 +156,20 @@ def roofline(
         roofline_table,
         step_costs,
     )
+    from perfloop.profilers.trace import TraceFormatError
 
     try:
         spec = gpu_spec(gpu)
         cfg = load_model_config(model)
-    except ValueError as e:
+        measured = _measured_per_step(trace) if trace else None
+    except (TraceFormatError, ValueError) as e:
         _fail(str(e))
     costs = step_costs(cfg, batch, context, "prefill") + step_costs(cfg, batch, context, "decode")
     console.print(
         f"{spec.name}: {spec.memory_bandwidth_tbs} TB/s, {spec.bf16_tflops} TFLOPS bf16 ({spec.source})"
     )
     console.print(markdown("Roofline", ROOFLINE_COLUMNS, roofline_table(costs, spec)), markup=False)
-    if trace:
-        measured = _measured_per_step(trace)
+    if measured is not None:
         console.print(markdown("Achieved", ACHIEVED_COLUMNS, achieved(costs, measured, spec)), markup=False)
 
 

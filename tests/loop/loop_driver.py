@@ -1,7 +1,9 @@
-"""A loop process for the kill tests: the real state machine with scripted measurements that take time.
+"""A loop process for the kill tests: the real state machine with scripted measurements.
 
-Usage: python loop_driver.py create TARGET_REPO ARTIFACTS PATCHER [CORRECTNESS] | resume RUN_ROOT PATCHER
-       | submit RUN_ROOT
+Usage: python loop_driver.py create TARGET_REPO ARTIFACTS PATCHER [correctness=CMD] [block=LABEL:N:FILE]
+       | resume RUN_ROOT PATCHER | submit RUN_ROOT
+With block=LABEL:N:FILE, the first benchmark whose label starts with LABEL writes N trial pairs,
+touches FILE and then blocks: the test kills it there, with no timing deciding where.
 """
 
 from __future__ import annotations
@@ -18,13 +20,20 @@ from perfloop.loop.machine import Run  # noqa: E402
 from perfloop.loop.patchers.external import ExternalPatcher  # noqa: E402
 
 
-class SlowBackend(FakeBackend):
-    """Each benchmark takes a moment and writes a result file per trial, so a kill lands mid-benchmark
-    with some trials finished."""
+class TrialBackend(FakeBackend):
+    """Writes a result file per trial pair (so a kill can land with some trials finished) and, when
+    asked, blocks inside one benchmark after `after` pairs."""
+
+    def __init__(self, block: str | None = None) -> None:
+        super().__init__()
+        label, after, marker = block.split(":", 2) if block else ("", "0", "")
+        self.label, self.after, self.marker = label, int(after), Path(marker) if marker else None
 
     def ab(self, a, b, spec, trials, label, out_dir, until=None):  # type: ignore[no-untyped-def]
         for i in range(trials):
-            time.sleep(0.5)
+            if self.marker is not None and label.startswith(self.label) and i == self.after:
+                self.marker.touch()
+                time.sleep(600)  # the test kills the process here
             for side in "AB":
                 path = Path(out_dir) / "trials" / f"trial{i:02d}-{side}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,19 +51,21 @@ def main(argv: list[str]) -> None:
     cmd = argv[0]
     if cmd == "create":
         repo, artifacts, name = Path(argv[1]), Path(argv[2]), argv[3]
+        options = dict(arg.split("=", 1) for arg in argv[4:])
         spec = make_spec(
             repo,
             artifacts.parent,
             artifact_root=str(artifacts),
             patcher=name if name == "external" else "playbook",
         )
-        if len(argv) > 4:
-            spec = spec.model_copy(update={"target": spec.target.model_copy(update={"correctness": argv[4]})})
-        run = Run.create(spec, SlowBackend(), patcher(name), print)
+        if "correctness" in options:
+            target = spec.target.model_copy(update={"correctness": options["correctness"]})
+            spec = spec.model_copy(update={"target": target})
+        run = Run.create(spec, TrialBackend(options.get("block")), patcher(name), print)
     elif cmd == "resume":
-        run = Run(Path(argv[1]), SlowBackend(), patcher(argv[2]), print)
+        run = Run(Path(argv[1]), TrialBackend(), patcher(argv[2]), print)
     else:
-        run = Run(Path(argv[1]), SlowBackend(), ExternalPatcher(), print)
+        run = Run(Path(argv[1]), TrialBackend(), ExternalPatcher(), print)
         run.submit(None, "", [])
     print("STOPPED", run.drive(), flush=True)
 

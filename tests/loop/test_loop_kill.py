@@ -22,6 +22,7 @@ RUN = "test-run"
 
 
 def _start(*args: str, hold: str | None = None) -> subprocess.Popen:
+    """Run the driver; `hold` pauses it on entering a state."""
     env = dict(os.environ)
     env.pop("PERFLOOP_HOLD_AT", None)
     if hold:
@@ -49,13 +50,18 @@ def _states(root: Path) -> list[str]:
     return [json.loads(line)["state"] for line in lines if line.endswith("}")]
 
 
-def _kill_when(proc: subprocess.Popen, root: Path, state: str, extra_wait: float) -> None:
-    deadline = time.time() + 120
-    while time.time() < deadline and state not in _states(root):
+def _kill_when(proc: subprocess.Popen, root: Path, state: str, marker: Path | None = None) -> None:
+    """SIGKILL the driver once it sits in `state` (and has touched `marker`): it is held there, so no
+    timing decides where the kill lands."""
+
+    def there() -> bool:
+        return state in _states(root) and (marker is None or marker.exists())
+
+    deadline = time.time() + 300
+    while time.time() < deadline and not there():
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         time.sleep(0.05)
-    assert state in _states(root), _states(root)
-    time.sleep(extra_wait)
+    assert there(), _states(root)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
@@ -78,17 +84,15 @@ def _assert_clean(root: Path, repo: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("state", "hold", "wait"),
-    [("BENCH", None, 0.7), ("REVIEW", "REVIEW:60", 0.5)],
-    ids=["mid-benchmark", "mid-review"],
+    ("state", "hold"), [("BENCH", None), ("REVIEW", "REVIEW:600")], ids=["mid-benchmark", "mid-review"]
 )
-def test_kill_then_resume_finishes(
-    tmp_path: Path, target_repo: Path, state: str, hold: str | None, wait: float
-) -> None:
+def test_kill_then_resume_finishes(tmp_path: Path, target_repo: Path, state: str, hold: str | None) -> None:
     artifacts = tmp_path / "artifacts"
     root = artifacts / RUN
-    proc = _start("create", str(target_repo), str(artifacts), "scripted", hold=hold)
-    _kill_when(proc, root, state, wait)
+    marker = None if hold else tmp_path / "ab-started"  # mid-benchmark: BENCH's benchmark blocks
+    extra = [f"block=vs-:0:{marker}"] if marker else []
+    proc = _start("create", str(target_repo), str(artifacts), "scripted", *extra, hold=hold)
+    _kill_when(proc, root, state, marker)
     before = _states(root)
     assert before[-1] == state  # killed inside the state, before it recorded anything
     last = _finish("resume", str(root), "scripted")
@@ -103,8 +107,8 @@ def test_kill_then_resume_finishes(
 def test_kill_while_waiting_for_patch(tmp_path: Path, target_repo: Path) -> None:
     artifacts = tmp_path / "artifacts"
     root = artifacts / RUN
-    proc = _start("create", str(target_repo), str(artifacts), "external", hold="WAITING_FOR_PATCH:60")
-    _kill_when(proc, root, "WAITING_FOR_PATCH", 0.3)
+    proc = _start("create", str(target_repo), str(artifacts), "external", hold="WAITING_FOR_PATCH:600")
+    _kill_when(proc, root, "WAITING_FOR_PATCH")
     assert _finish("resume", str(root), "external") == "STOPPED WAITING_FOR_PATCH"
     tree = root / "work" / "agent-001"
     config = yaml.safe_load((tree / "engine.yaml").read_text())
@@ -137,7 +141,9 @@ def test_a_revalidation_killed_mid_trials_leaves_its_trials_on_record(
     tmp_path: Path, target_repo: Path
 ) -> None:
     root = tmp_path / "artifacts" / RUN
-    _kill_when(_start("create", str(target_repo), str(root.parent), "scripted"), root, "REVALIDATE", 1.2)
+    marker = tmp_path / "revalidate-blocked"
+    proc = _start("create", str(target_repo), str(root.parent), "scripted", f"block=revalidate:2:{marker}")
+    _kill_when(proc, root, "REVALIDATE", marker)
     # Killed with two of three trial pairs done.
     assert _finish("resume", str(root), "scripted") == "STOPPED COMPLETE"
     _assert_clean(root, target_repo)
@@ -163,7 +169,7 @@ def test_resume_kills_the_correctness_command_a_killed_validate_left_running(
     )
     (tmp_path / "check.py").write_text(script)
     command = f"{sys.executable} {tmp_path / 'check.py'} {pidfile}; exit $?"
-    proc = _start("create", str(target_repo), str(artifacts), "scripted", command)
+    proc = _start("create", str(target_repo), str(artifacts), "scripted", f"correctness={command}")
     deadline = time.time() + 120
     while not pidfile.exists() and time.time() < deadline:
         assert proc.poll() is None

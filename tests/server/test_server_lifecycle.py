@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import threading
-from collections.abc import Callable
 
 import httpx
 import openai
@@ -20,7 +19,8 @@ MODEL = "preset:tiny-qwen3"
 @pytest.fixture(scope="module")
 def long_server(start):
     """A server with room for long generations; the SIGTERM test (last in this file) stops it."""
-    return start("--max-model-len", "2048")
+    # a generous drain: under load, the in-flight request of the SIGTERM test needs a while
+    return start("--max-model-len", "2048", "--shutdown-timeout", "300")
 
 
 @pytest.fixture(scope="module")
@@ -29,34 +29,27 @@ def queue_server(start):
     return start("--max-num-seqs", "1", "--max-queue", "2")
 
 
-def _read_until(url: str, body: dict, done: Callable[[], bool]) -> None:
-    """Open a stream, read data lines until done() holds (or the stream ends), then drop the connection."""
-    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=60) as response:
+def _busy_metrics_then_drop(server, body: dict, n: int) -> dict[str, float]:  # noqa: ANN001
+    """Open a stream, read n data lines, read /metrics while it streams, then drop the connection."""
+    with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=60) as response:
         assert response.status_code == 200
+        seen = 0
         for line in response.iter_lines():
-            if line.startswith("data: ") and done():
-                return
+            if line.startswith("data: "):
+                seen += 1
+                if seen >= n:
+                    return server.metrics()
+    raise AssertionError(f"the stream ended after {seen} chunks")
 
 
 def test_disconnect_aborts_and_frees_blocks(long_server, poll) -> None:
     server = long_server
     body = {"model": MODEL, "prompt": "x" * 200, "max_tokens": 1800, "stream": True, "ignore_eos": True}
-    seen_busy: list[dict[str, float]] = []
-
-    def watch() -> None:
-        while not seen_busy:
-            metrics = server.metrics()
-            if metrics["perfloop:num_requests_running"] == 1:
-                seen_busy.append(metrics)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    # One chunk per token: read until the watcher saw the request running, then disconnect.
-    _read_until(server.url, body, lambda: bool(seen_busy))
-    watcher.join(timeout=10)
-    assert seen_busy and seen_busy[0]["perfloop:kv_cache_blocks_used"] >= 13  # 200 prompt tokens / 16
-    # 1800 tokens would take many seconds; the abort frees everything long before.
-    assert poll(lambda: server.metrics()["perfloop:kv_cache_blocks_used"] == 0, timeout=5)
+    busy = _busy_metrics_then_drop(server, body, 5)
+    assert busy["perfloop:num_requests_running"] == 1
+    assert busy["perfloop:kv_cache_blocks_used"] >= 13  # 200 prompt tokens / 16
+    # The abort frees everything; poll returns as soon as it has, the limit only bounds a hang.
+    assert poll(lambda: server.metrics()["perfloop:kv_cache_blocks_used"] == 0, timeout=120)
     metrics = server.metrics()
     assert metrics["perfloop:num_requests_running"] == 0
     assert metrics["perfloop:generation_tokens_total"] < 1800
@@ -68,7 +61,7 @@ def test_full_queue_answers_429_with_retry_after(queue_server) -> None:
     async def one(client: openai.AsyncOpenAI) -> int | openai.RateLimitError:
         try:
             result = await client.completions.create(
-                model=MODEL, prompt="queue", max_tokens=60, extra_body={"ignore_eos": True}
+                model=MODEL, prompt="queue", max_tokens=200, extra_body={"ignore_eos": True}
             )
         except openai.RateLimitError as exc:
             return exc
@@ -82,7 +75,7 @@ def test_full_queue_answers_429_with_retry_after(queue_server) -> None:
     rejected = [r for r in results if isinstance(r, openai.RateLimitError)]
     served = [r for r in results if isinstance(r, int)]
     assert rejected and served
-    assert all(r == 60 for r in served)
+    assert all(r == 200 for r in served)
     for exc in rejected:
         assert exc.status_code == 429
         assert int(exc.response.headers["retry-after"]) >= 1

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from perfloop.engine.errors import EngineConfigError
+
 _LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -150,7 +152,7 @@ def materialize(
 ) -> Path:
     """Write preset `name` as a HF model dir (config.json + safetensors, sharded past max_shard_bytes)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+        raise EngineConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}", "--model")
     write_random_model(PRESETS[name], out, _INIT_STD.get(name, 0.02), seed, device, max_shard_bytes)
     (out / "perfloop_preset.json").write_text(json.dumps({"preset": name, "seed": seed, "version": _VERSION}))
     return out
@@ -208,7 +210,12 @@ def resolve_model(model: str, device: str = "cpu") -> Path:
     if not model.startswith("preset:"):
         path = Path(model).expanduser()
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"model directory {path} has no config.json")
+            problem = "has no config.json" if path.is_dir() else "does not exist"
+            raise EngineConfigError(
+                f"model directory {path} {problem}; give a Hugging Face model directory or preset:NAME "
+                f"({', '.join(PRESETS)})",
+                "--model",
+            )
         return path
     name = model.removeprefix("preset:")
     target = cache_root() / f"{name}-v{_VERSION}"
