@@ -12,6 +12,8 @@ drawn from the seed with as many A-first as B-first pairs. Per metric, the ratio
 B / A per pair; the report is the median ratio with a bootstrap 95% interval of that
 median, and a verdict for B: "faster" / "slower" when the whole interval is on one side
 of 1 (beyond `threshold`), else "within noise". `aa=True` runs A against itself.
+Sides serving different weight precisions are refused unless `allow_precision_mismatch`;
+then `precision_note` labels the result.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from perfloop.bench.precision import check_precisions
 from perfloop.bench.result import BenchResult
 from perfloop.bench.runner import BenchSpec, resolve_workload, run_benchmark
-from perfloop.bench.targets import parse_target
+from perfloop.bench.targets import parse_target, target_weights
 from perfloop.bench.workloads import WorkloadSpec
 
 Verdict = Literal["faster", "slower", "within noise"]
@@ -79,6 +82,7 @@ class ABResult(BaseModel):
     workload_fingerprint: str
     metrics: dict[str, MetricComparison]
     result_files: list[str]
+    precision_note: str | None = None  # set when a precision mismatch was explicitly allowed
 
 
 def trial_order(trials: int, seed: int) -> list[str]:
@@ -144,6 +148,7 @@ def run_ab(
     confidence: float = 0.95,
     out_dir: Path | str | None = None,
     runner: Callable[[BenchSpec], BenchResult] = run_benchmark,
+    allow_precision_mismatch: bool = False,
     **bench_options: Any,
 ) -> ABResult:
     """Run interleaved trials of A and B (or A twice with `aa`) and compare them."""
@@ -154,6 +159,8 @@ def run_ab(
     if b is None:
         raise ValueError("b: give the B launch spec, or aa=True")
     workload = resolve_workload(workload, parse_target(a))
+    sides = [("A", target_weights(parse_target(a))), ("B", target_weights(parse_target(b)))]
+    precision_note = check_precisions(sides, allow_precision_mismatch)
     order = trial_order(trials, seed)
     values: dict[str, dict[str, list[float]]] = {"A": {m: [] for m in metrics}, "B": {m: [] for m in metrics}}
     files: list[str] = []
@@ -192,4 +199,5 @@ def run_ab(
         workload_fingerprint=workload.fingerprint(),
         metrics=compared,
         result_files=files,
+        precision_note=precision_note,
     )

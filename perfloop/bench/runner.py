@@ -28,7 +28,14 @@ from perfloop.bench.backends.base import Backend
 from perfloop.bench.fingerprint import Environment, collect_environment
 from perfloop.bench.metrics import RequestRecord, compute_metrics, sglang_metrics
 from perfloop.bench.result import BenchResult, PerfloopBlock, SGLangCompat, output_lengths, write_result
-from perfloop.bench.targets import Target, model_vocab_size, open_backend, parse_target, target_model
+from perfloop.bench.targets import (
+    Target,
+    model_vocab_size,
+    open_backend,
+    parse_target,
+    target_model,
+    target_weights,
+)
 from perfloop.bench.workloads import BenchRequest, WorkloadSpec, build_requests
 
 
@@ -144,6 +151,7 @@ def run_benchmark(spec: BenchSpec) -> BenchResult:
             backend.engine_flags(),
             Path(spec.target_repo) if spec.target_repo else None,
             container,
+            target_weights(target),
         )
     result = build_result(spec, workload, backend, records, duration, interrupted, env)
     if spec.output:

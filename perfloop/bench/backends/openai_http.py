@@ -4,13 +4,19 @@
 (timestamped on arrival: the first gives TTFT, later ones ITL gaps); E2E latency is the
 last chunk minus `st`. Output tokens come from `usage.completion_tokens` (the request
 asks for `stream_options.include_usage`), else the chunk count.
+
+Not every server takes vLLM's `ignore_eos`: `eos_mode` says how to ask for exactly
+`max_tokens` tokens (`min_tokens` for llama.cpp's server, a `generation_config` JSON
+for `transformers serve`, whose strict schema rejects unknown fields).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any, Literal
 
 import httpx
 import msgspec
@@ -20,6 +26,7 @@ from perfloop.bench.metrics import RequestRecord
 from perfloop.bench.workloads import BenchRequest
 
 _decode = msgspec.json.Decoder().decode
+EosMode = Literal["ignore_eos", "min_tokens", "generation_config"]
 
 
 async def _sse_events(resp: httpx.Response) -> AsyncIterator[bytes]:
@@ -59,8 +66,10 @@ class OpenAIBackend:
         temperature: float = 0.0,
         ignore_eos: bool = True,
         request_timeout: float = 6 * 3600,
+        eos_mode: EosMode = "ignore_eos",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.eos_mode = eos_mode
         self.model_id = model_id or served_model(self.base_url)
         self.temperature = temperature
         self.ignore_eos = ignore_eos
@@ -104,15 +113,21 @@ class OpenAIBackend:
             await asyncio.gather(*(one(r, a) for r, a in zip(requests, arrivals, strict=True)))
 
     def _payload(self, req: BenchRequest) -> bytes:
-        body = {
+        body: dict[str, Any] = {
             "model": self.model_id,
             "prompt": req.prompt,
             "max_tokens": req.output_len,
             "temperature": self.temperature,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "ignore_eos": self.ignore_eos,
         }
+        if self.eos_mode == "ignore_eos":
+            body["ignore_eos"] = self.ignore_eos
+        elif self.eos_mode == "min_tokens":
+            body["min_tokens"] = req.output_len if self.ignore_eos else 0
+        elif self.ignore_eos:  # generation_config replaces the model's, eos included
+            gen = {"max_new_tokens": req.output_len, "min_new_tokens": req.output_len}
+            body["generation_config"] = json.dumps({**gen, "do_sample": self.temperature > 0})
         return msgspec.json.encode(body)
 
     async def _send(self, client: httpx.AsyncClient, req: BenchRequest, t0: float) -> RequestRecord:
