@@ -445,3 +445,22 @@ def docker_preset(
         print(parse_docker_spec(launch.removeprefix("docker:")).model_dump_json(indent=2))
     else:
         print(launch)
+
+
+@app.command("chat-prompts")
+def chat_prompts(
+    model: str = typer.Option(..., "--model", help="Model whose tokenizer sizes and chat template renders."),
+    out: Path = typer.Option(..., "--out", help="ShareGPT-format JSON file to write."),
+    num_prompts: int = typer.Option(16, "--num-prompts", help="How many prompts."),
+    min_tokens: int = typer.Option(128, "--min-tokens", help="Shortest prompt, in the model's tokens."),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="Longest prompt, in the model's tokens."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the prompt draw."),
+) -> None:
+    """Write deterministic real-text chat prompts for text workloads (peers that take no token ids)."""
+    from perfloop.bench.chat_prompts import ChatDatasetError, write_chat_dataset
+
+    try:
+        path = write_chat_dataset(model, out, num_prompts, min_tokens, max_tokens, seed)
+    except (ChatDatasetError, FileNotFoundError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"wrote {num_prompts} chat prompts: {path}")

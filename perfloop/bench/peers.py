@@ -22,6 +22,7 @@ import argparse
 import importlib.util
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -48,6 +49,8 @@ class PeerLaunch:
     health_path: str
     eos_mode: EosMode  # how the peer is told to ignore EOS (ignore_eos is not universal)
     weights: WeightsInfo
+    served_model: str  # the `model` field the peer answers to
+    model: str  # the model directory both sides load (its tokenizer counts tokens)
 
 
 def _parser(kind: str) -> argparse.ArgumentParser:
@@ -108,7 +111,7 @@ def _llamacpp(model_dir: Path, opts: argparse.Namespace) -> PeerLaunch:
     )
     weights = WeightsInfo(format="gguf", precision=precision_name(opts.weights), path=str(gguf))
     # llama-cpp-python has no /health; /v1/models answers once the model is loaded.
-    return PeerLaunch(command, "/v1/models", "min_tokens", weights)
+    return PeerLaunch(command, "/v1/models", "min_tokens", weights, model_dir.name, str(model_dir))
 
 
 def _transformers_serve(model_dir: Path, opts: argparse.Namespace) -> PeerLaunch:
@@ -119,7 +122,19 @@ def _transformers_serve(model_dir: Path, opts: argparse.Namespace) -> PeerLaunch
         f"--host 127.0.0.1 --port {{port}} --device cpu --dtype {opts.dtype} --log-level warning"
     )
     weights = WeightsInfo(format="safetensors", precision=precision_name(opts.dtype), path=str(model_dir))
-    return PeerLaunch(command, "/health", "generation_config", weights)
+    # Pinned to the directory: any other `model` in a request is refused.
+    return PeerLaunch(command, "/health", "generation_config", weights, str(model_dir), str(model_dir))
+
+
+def peer_token_counter(peer: PeerLaunch) -> Callable[[str], int]:
+    """Token counts with the served model's own tokenizer (peers may report none in streams)."""
+    from perfloop.engine.models.config import ModelConfig
+    from perfloop.engine.models.presets import resolve_model
+    from perfloop.engine.tokenizer import load_tokenizer
+
+    model_dir = resolve_model(peer.model)
+    tok = load_tokenizer(model_dir, ModelConfig.from_dir(model_dir).vocab_size, None)
+    return lambda text: len(tok.encode(text))
 
 
 def llamacpp_weights(model_dir: Path, weights: str) -> Path:

@@ -167,11 +167,14 @@ def open_backend(
             yield OpenAIBackend(box.url, model_id, temperature, ignore_eos), box.command, box.info
     elif target.kind == "peer":
         from perfloop.bench.launcher import Launcher
-        from perfloop.bench.peers import peer_launch
+        from perfloop.bench.peers import peer_launch, peer_token_counter
 
         peer = peer_launch(target.value)
         with Launcher(peer.command, health_timeout, log_path, peer.health_path) as server:
-            backend = OpenAIBackend(server.url, model_id, temperature, ignore_eos, eos_mode=peer.eos_mode)
+            served = peer.served_model  # a peer answers to its own name, whatever the caller passed
+            count = peer_token_counter(peer)
+            backend = OpenAIBackend(server.url, served, temperature, ignore_eos, eos_mode=peer.eos_mode,
+                                    count_tokens=count)  # fmt: skip
             yield backend, server.command, None
     elif target.kind == "engine":
         from perfloop.bench.backends.engine import EngineBackend

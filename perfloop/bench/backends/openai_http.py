@@ -7,7 +7,9 @@ asks for `stream_options.include_usage`), else the chunk count.
 
 Not every server takes vLLM's `ignore_eos`: `eos_mode` says how to ask for exactly
 `max_tokens` tokens (`min_tokens` for llama.cpp's server, a `generation_config` JSON
-for `transformers serve`, whose strict schema rejects unknown fields).
+for `transformers serve`, whose strict schema rejects unknown fields). Servers that report
+no token counts in streams (llama.cpp's) are counted with `count_tokens`, the model's
+tokenizer, as vLLM's client does; their closing empty chunk is then not a token.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -67,9 +69,11 @@ class OpenAIBackend:
         ignore_eos: bool = True,
         request_timeout: float = 6 * 3600,
         eos_mode: EosMode = "ignore_eos",
+        count_tokens: Callable[[str], int] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.eos_mode = eos_mode
+        self.count_tokens = count_tokens
         self.model_id = model_id or served_model(self.base_url)
         self.temperature = temperature
         self.ignore_eos = ignore_eos
@@ -130,12 +134,17 @@ class OpenAIBackend:
             body["generation_config"] = json.dumps({**gen, "do_sample": self.temperature > 0})
         return msgspec.json.encode(body)
 
+    def _end_marker(self, choice: dict[str, Any]) -> bool:
+        """A closing chunk with no text (llama.cpp's): not a token when we count tokens ourselves."""
+        return self.count_tokens is not None and not choice.get("text") and bool(choice.get("finish_reason"))
+
     async def _send(self, client: httpx.AsyncClient, req: BenchRequest, t0: float) -> RequestRecord:
         url = self.base_url + "/v1/completions"
         payload = self._payload(req)
         ttft = 0.0
         itl: list[float] = []
         chunks = 0
+        text: list[str] = []
         usage_out: int | None = None
         usage_in: int | None = None
         st = time.perf_counter()
@@ -151,7 +160,13 @@ class OpenAIBackend:
                     if data == b"[DONE]":
                         continue
                     msg = _decode(data)
-                    if msg.get("choices"):
+                    if usage := msg.get("usage"):  # alone, or riding on the last choices chunk
+                        usage_out = usage.get("completion_tokens")
+                        usage_in = usage.get("prompt_tokens")
+                    if choices := msg.get("choices"):
+                        if self._end_marker(choices[0]):
+                            continue
+                        text.append(choices[0].get("text") or "")
                         now = time.perf_counter()
                         if chunks == 0:
                             ttft = now - st
@@ -159,22 +174,25 @@ class OpenAIBackend:
                             itl.append(now - latest)
                         latest = now
                         chunks += 1
-                    elif usage := msg.get("usage"):
-                        usage_out = usage.get("completion_tokens")
-                        usage_in = usage.get("prompt_tokens")
                     elif error := msg.get("error"):
                         return failed_record(req, st - t0, f"stream error: {error}")
         except (httpx.HTTPError, msgspec.DecodeError, OSError) as exc:
             return failed_record(req, st - t0, f"{type(exc).__name__}: {exc}")
         if chunks == 0:
             return failed_record(req, st - t0, "no content chunks received")
+        if usage_out is None and self.count_tokens is not None:
+            usage_out, source = self.count_tokens("".join(text)), "tokens"
+        else:
+            source = "usage" if usage_out is not None else "chunks"
+        if usage_in is None and self.count_tokens is not None and isinstance(req.prompt, str):
+            usage_in = self.count_tokens(req.prompt)
         return RequestRecord(
             index=req.index,
             success=True,
             prompt_len=usage_in if req.prompt_len is None and usage_in is not None else req.prompt_len or 0,
             requested_output_len=req.output_len,
             output_len=usage_out if usage_out is not None else chunks,
-            output_len_source="usage" if usage_out is not None else "chunks",
+            output_len_source=source,
             start=st - t0,
             ttft=ttft,
             itl=itl,
