@@ -36,6 +36,15 @@ TEXTS = [
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: a 2-core box shared with other processes slows badly when oversubscribed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def reference() -> tuple[list[list[int]], list[list[int]]]:
     """Prompt ids (the engine's tokenizer) and HF transformers' greedy 32 tokens for each, one at a time."""

@@ -8,8 +8,9 @@ asks for `stream_options.include_usage`), else the chunk count.
 Not every server takes vLLM's `ignore_eos`: `eos_mode` says how to ask for exactly
 `max_tokens` tokens (`min_tokens` for llama.cpp's server, a `generation_config` JSON
 for `transformers serve`, whose strict schema rejects unknown fields). Servers that report
-no token counts in streams (llama.cpp's) are counted with `count_tokens`, the model's
-tokenizer, as vLLM's client does; their closing empty chunk is then not a token.
+no token counts in streams (llama.cpp's, one token per chunk) get their prompt counted with
+`count_tokens`, the model's tokenizer; their closing empty chunk is then not a token.
+(Re-tokenising the output text, as vLLM's client does, miscounts: merges differ.)
 """
 
 from __future__ import annotations
@@ -144,7 +145,6 @@ class OpenAIBackend:
         ttft = 0.0
         itl: list[float] = []
         chunks = 0
-        text: list[str] = []
         usage_out: int | None = None
         usage_in: int | None = None
         st = time.perf_counter()
@@ -166,7 +166,6 @@ class OpenAIBackend:
                     if choices := msg.get("choices"):
                         if self._end_marker(choices[0]):
                             continue
-                        text.append(choices[0].get("text") or "")
                         now = time.perf_counter()
                         if chunks == 0:
                             ttft = now - st
@@ -180,10 +179,6 @@ class OpenAIBackend:
             return failed_record(req, st - t0, f"{type(exc).__name__}: {exc}")
         if chunks == 0:
             return failed_record(req, st - t0, "no content chunks received")
-        if usage_out is None and self.count_tokens is not None:
-            usage_out, source = self.count_tokens("".join(text)), "tokens"
-        else:
-            source = "usage" if usage_out is not None else "chunks"
         if usage_in is None and self.count_tokens is not None and isinstance(req.prompt, str):
             usage_in = self.count_tokens(req.prompt)
         return RequestRecord(
@@ -192,7 +187,7 @@ class OpenAIBackend:
             prompt_len=usage_in if req.prompt_len is None and usage_in is not None else req.prompt_len or 0,
             requested_output_len=req.output_len,
             output_len=usage_out if usage_out is not None else chunks,
-            output_len_source=source,
+            output_len_source="usage" if usage_out is not None else "chunks",
             start=st - t0,
             ttft=ttft,
             itl=itl,
