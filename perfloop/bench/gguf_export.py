@@ -15,17 +15,11 @@ from typing import Any, Literal
 GGUFPrecision = Literal["f32", "f16", "bf16"]
 _FILE_TYPE = {"f32": 0, "f16": 1, "bf16": 32}  # llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_BF16
 _SKIP_KEYS = ("GGUF.", "general.architecture", "general.file_type", "general.quantization_version")
-_LAYER_NAMES = {
-    "self_attn.q_proj": "attn_q",
-    "self_attn.k_proj": "attn_k",
-    "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output",
-    "mlp.gate_proj": "ffn_gate",
-    "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
-    "input_layernorm": "attn_norm",
-    "post_attention_layernorm": "ffn_norm",
-}
+_LAYER_NAMES = (
+    {f"self_attn.{x}_proj": f"attn_{y}" for x, y in (("q", "q"), ("k", "k"), ("v", "v"), ("o", "output"))}
+    | {f"mlp.{x}_proj": f"ffn_{x}" for x in ("gate", "up", "down")}
+    | {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+)
 
 
 def gguf_name(hf_name: str) -> str:

@@ -103,12 +103,11 @@ def _llamacpp(model_dir: Path, opts: argparse.Namespace) -> PeerLaunch:
     if importlib.util.find_spec("llama_cpp") is None:
         raise ValueError(f"launch: peer:llamacpp needs llama-cpp-python; run: {LLAMACPP_INSTALL}")
     gguf = llamacpp_weights(model_dir, opts.weights)
-    t = opts.threads
-    command = (
-        f"{shlex.quote(sys.executable)} -m llama_cpp.server --model {shlex.quote(str(gguf))} "
-        f"--host 127.0.0.1 --port {{port}} --n_threads {t} --n_threads_batch {t} --n_ctx {opts.ctx} "
-        f"--interrupt_requests False --model_alias {shlex.quote(model_dir.name)}"
-    )
+    threads = str(opts.threads)
+    server = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1"]
+    server += ["--n_threads", threads, "--n_threads_batch", threads, "--n_ctx", str(opts.ctx)]
+    server += ["--interrupt_requests", "False", "--model_alias", model_dir.name]
+    command = shlex.join(server) + " --port {port}"
     weights = WeightsInfo(format="gguf", precision=precision_name(opts.weights), path=str(gguf))
     # llama-cpp-python has no /health; /v1/models answers once the model is loaded.
     return PeerLaunch(command, "/v1/models", "min_tokens", weights, model_dir.name, str(model_dir))
