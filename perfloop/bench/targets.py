@@ -201,7 +201,10 @@ def target_weights(target: Target) -> WeightsInfo | None:
     if target.kind == "command" and (model := target_model(target)) is not None:
         words = shlex.split(target.value)
         dtype = words[words.index("--dtype") + 1] if "--dtype" in words[:-1] else "auto"
-        return _dir_weights(model, dtype, "auto")
+        try:
+            return _dir_weights(model, dtype, "auto")
+        except (FileNotFoundError, ValueError, AttributeError):
+            return None  # another server's model name (a hub id) or dtype spelling: unknown here
     return None
 
 
