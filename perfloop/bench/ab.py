@@ -21,6 +21,9 @@ shrinks about as 1/sqrt(pairs), so a band of b after n pairs projects to b*sqrt(
 budget): then the goal is unprovable on this host and the trials stop early. `min_trial_s` sizes
 a trial by duration: a side's trial repeats its run until that many measured seconds have passed,
 and its value is the median of the repeats.
+
+Sides serving different weight precisions are refused unless `allow_precision_mismatch`;
+then `precision_note` labels the result.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from perfloop.bench.precision import check_precisions
 from perfloop.bench.result import BenchResult
 from perfloop.bench.runner import BenchSpec, resolve_workload, run_benchmark
-from perfloop.bench.targets import parse_target
+from perfloop.bench.targets import parse_target, target_weights
 from perfloop.bench.workloads import WorkloadSpec
 
 Verdict = Literal["faster", "slower", "within noise"]
@@ -116,6 +120,7 @@ class ABResult(BaseModel):
     workload_fingerprint: str
     metrics: dict[str, MetricComparison]
     result_files: list[str]
+    precision_note: str | None = None  # set when a precision mismatch was explicitly allowed
 
 
 def trial_order(trials: int, seed: int) -> list[str]:
@@ -188,6 +193,7 @@ def run_ab(
     runner: Callable[[BenchSpec], BenchResult] = run_benchmark,
     until: SequentialRule | None = None,
     min_trial_s: float = 0.0,
+    allow_precision_mismatch: bool = False,
     **bench_options: Any,
 ) -> ABResult:
     """Run interleaved trials of A and B (or A twice with `aa`) and compare them."""
@@ -198,6 +204,8 @@ def run_ab(
     if b is None:
         raise ValueError("b: give the B launch spec, or aa=True")
     workload = resolve_workload(workload, parse_target(a))
+    sides = [("A", target_weights(parse_target(a))), ("B", target_weights(parse_target(b)))]
+    precision_note = check_precisions(sides, allow_precision_mismatch)
     order = trial_order(trials, seed)
     values: dict[str, dict[str, list[float]]] = {"A": {m: [] for m in metrics}, "B": {m: [] for m in metrics}}
     files: list[str] = []
@@ -239,6 +247,7 @@ def run_ab(
         workload_fingerprint=workload.fingerprint(),
         metrics=compared,
         result_files=files,
+        precision_note=precision_note,
     )
 
 

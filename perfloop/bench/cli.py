@@ -42,6 +42,9 @@ CONCURRENCY = typer.Option(None, "--max-concurrency", help="Most requests in fli
 WARMUPS = typer.Option(1, "--num-warmups", help="Unmeasured warm-up requests.")
 THREADS = typer.Option(None, "--torch-threads", help="torch threads for in-process backends.")
 NO_EOS = typer.Option(True, "--ignore-eos/--no-ignore-eos", help="Generate exactly the asked lengths.")
+ALLOW_PRECISION = typer.Option(
+    False, "--allow-precision-mismatch", help="Compare sides serving different weight precisions (labelled)."
+)
 
 
 def _fail(message: str) -> UserError:
@@ -286,6 +289,7 @@ def ab(
     num_warmups: int = WARMUPS,
     torch_threads: int | None = THREADS,
     ignore_eos: bool = NO_EOS,
+    allow_precision_mismatch: bool = ALLOW_PRECISION,
 ) -> None:
     """Interleaved A/B trials: median B/A ratio per metric with a bootstrap 95% interval and a verdict."""
     from perfloop.bench.ab import run_ab
@@ -311,12 +315,16 @@ def ab(
             num_warmups=num_warmups,
             torch_threads=torch_threads,
             progress=False,
+            allow_precision_mismatch=allow_precision_mismatch,
         )
     except (ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from None
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(result.model_dump_json(indent=2) + "\n")
-    table = Table(title=f"bench ab: B/A over {trials} interleaved pairs" + (" (A/A)" if aa else ""))
+    title = f"bench ab: B/A over {trials} interleaved pairs" + (" (A/A)" if aa else "")
+    if result.precision_note:
+        title += f"\n[bold red]{result.precision_note}[/]"
+    table = Table(title=title)
     for col in ("metric", "A median", "B median", "B/A median", "95% CI", "verdict for B"):
         table.add_column(col, justify="left" if col in ("metric", "verdict for B") else "right")
     import statistics
@@ -339,12 +347,13 @@ def compare(
     results: list[Path] = typer.Argument(..., help="Result JSON files; the first is the reference."),
     force: bool = typer.Option(False, "--force", help="Compare different workloads anyway (marked unfair)."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    allow_precision_mismatch: bool = ALLOW_PRECISION,
 ) -> None:
-    """Side-by-side table with ratios to the first result; refuses different workloads."""
+    """Side-by-side table with ratios to the first result; refuses different workloads or precisions."""
     from perfloop.bench.compare import UnfairComparison, compare_results, render
 
     try:
-        comparison = compare_results(results, force=force)
+        comparison = compare_results(results, force=force, allow_precision_mismatch=allow_precision_mismatch)
     except UnfairComparison as exc:
         raise _fail(str(exc)) from None
     except (ValueError, OSError) as exc:
@@ -463,3 +472,22 @@ def docker_preset(
         print(parse_docker_spec(launch.removeprefix("docker:")).model_dump_json(indent=2))
     else:
         print(launch)
+
+
+@app.command("chat-prompts")
+def chat_prompts(
+    model: str = typer.Option(..., "--model", help="Model whose tokenizer sizes and chat template renders."),
+    out: Path = typer.Option(..., "--out", help="ShareGPT-format JSON file to write."),
+    num_prompts: int = typer.Option(16, "--num-prompts", help="How many prompts."),
+    min_tokens: int = typer.Option(128, "--min-tokens", help="Shortest prompt, in the model's tokens."),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="Longest prompt, in the model's tokens."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the prompt draw."),
+) -> None:
+    """Write deterministic real-text chat prompts for text workloads (peers that take no token ids)."""
+    from perfloop.bench.chat_prompts import ChatDatasetError, write_chat_dataset
+
+    try:
+        path = write_chat_dataset(model, out, num_prompts, min_tokens, max_tokens, seed)
+    except (ChatDatasetError, FileNotFoundError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"wrote {num_prompts} chat prompts: {path}")

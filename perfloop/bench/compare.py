@@ -1,4 +1,5 @@
-"""Side-by-side comparison of result files, refusing different workloads unless forced."""
+"""Side-by-side comparison of result files, refusing different workloads unless forced,
+and different weight precisions unless explicitly allowed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 from rich.table import Table
 
+from perfloop.bench.precision import check_precisions
 from perfloop.bench.result import BenchResult
 
 COMPARE_METRICS = (
@@ -42,10 +44,13 @@ class Comparison(BaseModel):
     workload_fingerprints: list[str]
     rows: dict[str, list[float | None]]
     ratios: dict[str, list[float | None]]
+    precision_note: str | None = None
 
 
-def compare_results(paths: Sequence[Path | str], force: bool = False) -> Comparison:
-    """Load results and line them up; raise UnfairComparison on differing workloads unless forced."""
+def compare_results(
+    paths: Sequence[Path | str], force: bool = False, allow_precision_mismatch: bool = False
+) -> Comparison:
+    """Load results and line them up; raise on differing workloads (unless forced) or precisions."""
     if len(paths) < 2:
         raise ValueError("compare: give at least two result files")
     results = [BenchResult.load(p) for p in paths]
@@ -54,6 +59,9 @@ def compare_results(paths: Sequence[Path | str], force: bool = False) -> Compari
     if not fair and not force:
         lines = "\n".join(f"  {p}: {fp}" for p, fp in zip(paths, prints, strict=True))
         raise UnfairComparison(f"workload fingerprints differ; refusing to compare (use --force):\n{lines}")
+    labels = [r.label or Path(p).stem for r, p in zip(results, paths, strict=True)]
+    weights = [r.perfloop.environment.weights for r in results]
+    precision_note = check_precisions(list(zip(labels, weights, strict=True)), allow_precision_mismatch)
     rows: dict[str, list[float | None]] = {}
     ratios: dict[str, list[float | None]] = {}
     for metric in COMPARE_METRICS:
@@ -61,7 +69,6 @@ def compare_results(paths: Sequence[Path | str], force: bool = False) -> Compari
         rows[metric] = vals
         base = vals[0]
         ratios[metric] = [None if v is None or not base else v / base for v in vals]
-    labels = [r.label or Path(p).stem for r, p in zip(results, paths, strict=True)]
     return Comparison(
         files=[str(p) for p in paths],
         labels=labels,
@@ -69,12 +76,15 @@ def compare_results(paths: Sequence[Path | str], force: bool = False) -> Compari
         workload_fingerprints=prints,
         rows=rows,
         ratios=ratios,
+        precision_note=precision_note,
     )
 
 
 def render(comparison: Comparison) -> Table:
     """A rich table: one column per result, ratios to the first in parentheses."""
     title = "bench compare" if comparison.fair else "bench compare [bold red]UNFAIR: workloads differ[/]"
+    if comparison.precision_note:
+        title += f"\n[bold red]{comparison.precision_note}[/]"
     table = Table(title=title)
     table.add_column("metric")
     for label in comparison.labels:

@@ -28,6 +28,16 @@ class ContainerInfo(BaseModel):
     shm_size: str | None
 
 
+class WeightsInfo(BaseModel):
+    """The weights one side serves: file format and numeric precision (fp32, bf16, fp16, q4_1, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: str  # safetensors | gguf
+    precision: str
+    path: str | None = None
+
+
 class Environment(BaseModel):
     """Hardware and software a benchmark ran on, plus what it measured (command, engine flags)."""
 
@@ -51,11 +61,13 @@ class Environment(BaseModel):
     server_command: str | None
     engine_flags: dict[str, object] | None
     container: ContainerInfo | None = None
+    weights: WeightsInfo | None = None
 
     def fingerprint(self) -> str:
         """sha256 over the fields that make two measurements comparable (not the hostname)."""
-        # No container: leave the key out so fingerprints of non-container runs stay as they were.
-        keep = self.model_dump(exclude={"hostname"} | ({"container"} if self.container is None else set()))
+        # Unset container/weights: leave the keys out so older fingerprints stay as they were.
+        unset = {k for k in ("container", "weights") if getattr(self, k) is None}
+        keep = self.model_dump(exclude={"hostname"} | unset)
         return "sha256:" + hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -100,6 +112,7 @@ def collect_environment(
     engine_flags: dict[str, object] | None = None,
     target_repo: Path | None = None,
     container: ContainerInfo | None = None,
+    weights: WeightsInfo | None = None,
 ) -> Environment:
     """Fingerprint this machine and the measured target."""
     import torch
@@ -132,4 +145,5 @@ def collect_environment(
         server_command=server_command,
         engine_flags=engine_flags,
         container=container,
+        weights=weights,
     )

@@ -2,7 +2,7 @@
 
 `Launcher(command)` is a context manager: it picks a free port, substitutes it for
 `{port}` in the shell command, starts it in its own process group with the log in a
-file, polls `GET /health` until 200, and on exit (normal, error or Ctrl-C) terminates
+file, polls `GET /health` (or another health path) until 200, and on exit (normal, error or Ctrl-C) terminates
 the whole group (SIGTERM, then SIGKILL). Failing to come up raises `LaunchError` with
 the log's tail.
 """
@@ -43,11 +43,18 @@ def log_tail(path: Path, lines: int = 40) -> str:
 class Launcher:
     """A server subprocess that lives exactly as long as the `with` block."""
 
-    def __init__(self, command: str, health_timeout: float = 600.0, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        command: str,
+        health_timeout: float = 600.0,
+        log_path: Path | None = None,
+        health_path: str = "/health",
+    ) -> None:
         if "{port}" not in command:
             raise ValueError(f"launch: the command must contain a {{port}} placeholder: {command!r}")
         self.template = command
         self.health_timeout = health_timeout
+        self.health_path = health_path
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="perfloop-server-", suffix=".log")[1])
         self.port = 0
         self.command = ""
@@ -84,11 +91,11 @@ class Launcher:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise LaunchError(
-                    f"server exited with code {self.proc.returncode} before /health answered\n"
+                    f"server exited with code {self.proc.returncode} before {self.health_path} answered\n"
                     f"command: {self.command}\n--- log tail ({self.log_path}) ---\n{log_tail(self.log_path)}"
                 )
             try:
-                if httpx.get(self.url + "/health", timeout=2.0).status_code == 200:
+                if httpx.get(self.url + self.health_path, timeout=2.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -38,7 +38,14 @@ from perfloop.bench.result import (
     output_lengths,
     write_result,
 )
-from perfloop.bench.targets import Target, model_vocab_size, open_backend, parse_target, target_model
+from perfloop.bench.targets import (
+    Target,
+    model_vocab_size,
+    open_backend,
+    parse_target,
+    target_model,
+    target_weights,
+)
 from perfloop.bench.workloads import BenchRequest, WorkloadSpec, build_requests
 
 
@@ -179,6 +186,7 @@ def run_benchmark(spec: BenchSpec) -> BenchResult:
             backend.engine_flags(),
             Path(spec.target_repo) if spec.target_repo else None,
             container,
+            target_weights(target),
         )
     result = build_result(spec, workload, backend, records, duration, interrupted, env)
     if spec.output:

