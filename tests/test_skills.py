@@ -53,6 +53,8 @@ def _resolve(words: list[str]) -> list[str]:
     problems, i = [], 0
     while i < len(words):
         word = words[i]
+        if word == "...":  # "perfloop --debug ...": any command
+            return problems
         if word.startswith("--") and word != "--help":
             name = word.split("=", 1)[0]
             option = next(
