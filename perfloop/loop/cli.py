@@ -21,8 +21,9 @@ from perfloop.loop.patchers.base import Patcher
 from perfloop.loop.patchers.external import ExternalPatcher
 from perfloop.loop.patchers.playbook import PlaybookPatcher
 from perfloop.loop.pricing import UnknownModelError
-from perfloop.loop.process_backend import ProcessBackend
+from perfloop.loop.process_backend import MeasureError, ProcessBackend
 from perfloop.loop.quickstart import make_target_repo, quickstart_spec
+from perfloop.loop.remote import JobPending, RemoteBackend, import_out
 from perfloop.loop.report import build_report
 from perfloop.loop.spec import GoalSpec, SpecError, load_spec, parse_spec
 from perfloop.loop.worktrees import TargetRepoError
@@ -69,10 +70,19 @@ def _notify(message: str) -> None:
     console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
 
 
-def _open(run: str) -> Run:
+GPU_CMD_HELP = "Run GPU phases as batch jobs through this command ({bundle}, {out}, {archive}; or `manual`)."
+
+
+def _backend(spec: GoalSpec, gpu_cmd: str | None = None) -> ProcessBackend:
+    """Local child processes, or batch jobs through `--gpu-cmd` / `target.gpu_cmd`."""
+    runner = gpu_cmd or spec.target.gpu_cmd
+    return RemoteBackend(runner) if runner else ProcessBackend()
+
+
+def _open(run: str, gpu_cmd: str | None = None) -> Run:
     root = resolve_run(run)
     spec = GoalSpec.model_validate(json.loads((root / "manifest.json").read_text())["spec"])
-    return Run(root, ProcessBackend(), _patcher(spec), _notify, _reviewer(spec))
+    return Run(root, _backend(spec, gpu_cmd), _patcher(spec), _notify, _reviewer(spec))
 
 
 def _finish(run: Run) -> None:
@@ -94,12 +104,19 @@ def _drive(run: Run) -> None:
         run.drive()
     except LoopError as exc:
         raise typer.BadParameter(str(exc), param_hint="RUN") from exc
+    except JobPending as exc:
+        console.print(f"[yellow]waiting for a GPU job[/yellow]: {exc}")
+        return
+    except MeasureError as exc:
+        # Already recorded as a failed attempt of the state (an `error` event); resume retries it.
+        console.print(f"[red]error[/red]: {exc}\nrecorded; `perfloop goal resume {run.root}` retries it")
+        raise typer.Exit(1) from exc
     _finish(run)
 
 
 def _start(spec: GoalSpec) -> Run:
     try:
-        return Run.create(spec, ProcessBackend(), _patcher(spec), _notify, _reviewer(spec))
+        return Run.create(spec, _backend(spec), _patcher(spec), _notify, _reviewer(spec))
     except (TargetRepoError, LoopError, SpecError) as exc:
         raise typer.BadParameter(str(exc)) from exc
 
@@ -133,6 +150,7 @@ def run_goal(
     ),
     max_usd: float = typer.Option(None, "--max-usd", min=0.0, help="API spend cap for the run, in USD."),
     review_model: str = typer.Option(None, "--review-model", help="Model of the optional model reviewer."),
+    gpu_cmd: str = typer.Option(None, "--gpu-cmd", help=GPU_CMD_HELP),
 ) -> None:
     """Start a run from a goal spec and drive it until it ends or waits for a patch."""
     try:
@@ -154,6 +172,8 @@ def run_goal(
     data["agent"].update({k: v for k, v in agent.items() if v is not None})
     if review_model:
         data["agent"]["review_model"] = review_model
+    if gpu_cmd:
+        data["target"]["gpu_cmd"] = gpu_cmd
     try:
         goal_spec = parse_spec(data)
     except SpecError as exc:
@@ -162,9 +182,27 @@ def run_goal(
 
 
 @app.command("resume")
-def resume(run: str = typer.Argument(..., help="Run folder or id.")) -> None:
+def resume(
+    run: str = typer.Argument(..., help="Run folder or id."),
+    gpu_cmd: str = typer.Option(None, "--gpu-cmd", help=GPU_CMD_HELP),
+) -> None:
     """Continue a run after a crash, kill or stop request, from its last recorded transition."""
-    _drive(_open(run))
+    _drive(_open(run, gpu_cmd))
+
+
+@app.command("import")
+def import_job(
+    run: str = typer.Argument(..., help="Run folder or id."),
+    archive: Path = typer.Argument(..., help="out.tgz of a job bundle run by hand (`--gpu-cmd manual`)."),
+) -> None:
+    """Hand a waiting run the out/ of its GPU job, then continue it."""
+    loop = _open(run)
+    try:
+        bundle = import_out(loop.root, archive)
+    except (MeasureError, OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="ARCHIVE") from exc
+    console.print(f"imported the out/ of job {bundle.name}")
+    _drive(loop)
 
 
 @app.command("submit")
@@ -173,9 +211,10 @@ def submit(
     commit: str = typer.Option(None, "--commit", help="Candidate SHA (default: HEAD of the agent worktree)."),
     rationale: str = typer.Option("", "--rationale", help="Why (default: the commit message)."),
     cite: list[str] = typer.Option([], "--cite", help="Cited row stage/table#index (default: Cites: lines)."),
+    gpu_cmd: str = typer.Option(None, "--gpu-cmd", help=GPU_CMD_HELP),
 ) -> None:
     """Hand the waiting run an external agent's commit; the loop validates, revalidates and reviews it."""
-    loop = _open(run)
+    loop = _open(run, gpu_cmd)
     try:
         loop.submit(commit, rationale, cite)
     except (LoopError, TargetRepoError) as exc:

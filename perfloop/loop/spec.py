@@ -43,6 +43,10 @@ class TargetSpec(_Strict):
     reference_command: str | None = Field(
         None, description="Shell command run once at FREEZE in the base worktree to write {reference}."
     )
+    gpu_cmd: str | None = Field(
+        None,
+        description="Runner of GPU phases as batch jobs: {bundle}, {out}, {archive}; `manual`: export/import.",
+    )
 
     @field_validator("allowed_paths")
     @classmethod

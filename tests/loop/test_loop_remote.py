@@ -1,0 +1,63 @@
+"""GPU phases as batch jobs (`--gpu-cmd`): a whole goal through a stand-in runner that keeps nothing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import run_cli
+
+from perfloop.ledger.store import Ledger
+from perfloop.ledger.verify import verify_ledger
+from perfloop.loop.quickstart import make_target_repo, quickstart_spec
+
+RUNNER = f"{sys.executable} {Path(__file__).parent / 'batch_runner.py'} {{bundle}} {{out}}"
+
+
+def _spec(tmp_path: Path, run_id: str) -> Path:
+    """The quickstart's goal, cut to one short round on a 2-core host."""
+    repo = make_target_repo(tmp_path / "target")
+    data = quickstart_spec(repo, tmp_path / "artifacts", run_id).model_dump(mode="json")
+    data["measure"].update({"trials": 2, "aa_trials": 2, "profile_requests": 2})
+    data["workload"].update({"num_groups": 1, "prompts_per_group": 4, "system_prompt_len": 64, "output_len": 4})
+    data["budgets"]["max_rounds"] = 1
+    path = tmp_path / "goal.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.slow
+def test_goal_runs_every_gpu_phase_as_a_batch_job(tmp_path: Path) -> None:
+    result = run_cli("goal", "run", "--spec", str(_spec(tmp_path, "remote")), "--gpu-cmd", RUNNER, timeout=900)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    root = tmp_path / "artifacts" / "remote"
+    assert verify_ledger(root).ok
+    recorded = Ledger(root).recorded_files()
+    jobs = [json.loads((root / rel).read_text()) for rel in recorded if rel.endswith("/remote.json")]
+    labels = {rel.split("/")[-2] for rel in recorded if rel.endswith("/remote.json")}
+    # FREEZE's A/A, BENCH, PROFILE and REVALIDATE came back through the runner, each hash-checked.
+    assert {"aa", "bench-0", "profile", "revalidate"} <= labels, labels
+    assert all(j["runner"] == RUNNER and j["exit_code"] == 0 and len(j["bundle_sha256"]) == 64 for j in jobs)
+    # The correctness command ran as a job too, and its log (recorded) names the bundle.
+    assert "[batch job: bundle sha256" in (root / "rounds/001/validation.log").read_text()
+    assert "[batch job: bundle sha256" in (root / "freeze/reference.log").read_text()
+    bench = json.loads((root / "rounds/001/bench-0.json").read_text())
+    assert bench["result_files"] and all((root / f).is_file() for f in bench["result_files"])
+    assert (root / json.loads((root / "rounds/001/profile.json").read_text())["trace"]).is_file()
+
+
+@pytest.mark.slow
+def test_failed_job_is_a_recorded_attempt(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "failing")
+    result = run_cli("goal", "run", "--spec", str(spec), "--gpu-cmd", "echo gpu busy; exit 7", timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in out, out[-3000:]
+    assert "brought nothing back" in out
+    root = tmp_path / "artifacts" / "failing"
+    assert verify_ledger(root).ok
+    errors = [e for e in Ledger(root).events() if e.kind == "error"]
+    assert [e.state for e in errors] == ["FREEZE"] and "brought nothing back" in errors[0].data["error"]
