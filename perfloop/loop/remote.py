@@ -212,11 +212,13 @@ class RemoteBackend(ProcessBackend):
         bundle, manifest = write_bundle(kind, job, root.resolve(), trees, [], env)
         result, remote = self._run(bundle, manifest, out_dir.resolve(), root.resolve())
         if result.exit_code != 0 or not (bundle / "out" / "record.json").exists():
-            tail = redact("".join((bundle / "out" / "child.log").read_text().splitlines(True)[-15:]))
+            log = bundle / "out" / "child.log"
+            tail = redact("".join(log.read_text().splitlines(True)[-15:])) if log.exists() else ""
+            _discard(bundle)
             error = IntegrityError if INTEGRITY in tail else MeasureError
             raise error(f"{kind} batch job {manifest.sha256[:12]} failed (exit {remote.exit_code}):\n{tail}")
-        text = (bundle / "out" / "record.json").read_text()
-        return json.loads(text.replace(TOKEN + "/out/run", json.dumps(str(root.resolve()))[1:-1]))
+        text = (bundle / "out" / "record.json").read_text().replace(TOKEN + "/out/run", TOKEN)
+        return json.loads(_from_bundle(text, str(root.resolve())))
 
     def _run(
         self, bundle: Path, manifest: BundleManifest, log_dir: Path, root: Path
@@ -240,7 +242,11 @@ class RemoteBackend(ProcessBackend):
             (log_dir / "runner.log").write_text(
                 redact(f"$ {command}\n[exit {proc.returncode}]\n{proc.stdout}{proc.stderr}")
             )
-        result = _check_out(out, manifest, command or "(imported)")
+        try:
+            result = _check_out(out, manifest, command or "(imported)")
+        except MeasureError:
+            _discard(bundle)
+            raise
         for path in sorted((out / "run").rglob("*")) if (out / "run").exists() else []:
             if path.is_file():
                 dest = root / path.relative_to(out / "run")
@@ -277,12 +283,13 @@ class RemoteBackend(ProcessBackend):
         inputs = [
             p for p in (root / "freeze" / "reference.json", root / "freeze" / "workload.json") if p.exists()
         ]
+        writes = writes.resolve() if writes else None
         inputs = [p for p in inputs if p != writes]
         job = {
             "label": "shell",
             "command": command,
             "cwd": str(tree),
-            "writes": str(writes.resolve()) if writes else None,
+            "writes": str(writes) if writes else None,
         }
         bundle, manifest = write_bundle(
             "shell", job, root, [tree], inputs, harness.threads_env(env_threads(env))
@@ -293,6 +300,13 @@ class RemoteBackend(ProcessBackend):
         # The correctness log is what the ledger records of this phase: it names the job and the runner.
         note = f"\n[batch job: bundle sha256 {manifest.sha256}, runner: {remote.command}]\n"
         return result.exit_code, result.stdout, result.stderr + note
+
+
+def _discard(bundle: Path) -> None:
+    """Set a failed job's out/ aside (kept for diagnosis) so a resume runs the job again."""
+    out = bundle / "out"
+    if out.exists():
+        out.rename(bundle / f"out.failed-{time.time_ns()}")
 
 
 def env_threads(env: dict[str, str]) -> int | None:
@@ -310,7 +324,7 @@ def _check_out(out: Path, manifest: BundleManifest, command: str) -> JobResult:
     result = JobResult.model_validate_json(path.read_text())
     if result.bundle_sha256 != manifest.sha256:
         raise MeasureError(
-            f"{manifest.label}: out/ belongs to bundle {result.bundle_sha256[:12]}, not {manifest.sha256[:12]}"
+            f"{manifest.label}: out/ is job {result.bundle_sha256[:12]}'s, not {manifest.sha256[:12]}'s"
         )
     found = _hash_files(out, UNHASHED)
     if found != result.files:

@@ -45,7 +45,7 @@ class TargetSpec(_Strict):
     )
     gpu_cmd: str | None = Field(
         None,
-        description="Runner of GPU phases as batch jobs: {bundle}, {out}, {archive}; `manual`: export/import.",
+        description="Command running each GPU phase as a batch job ({bundle}, {out}, {archive}) or `manual`.",
     )
 
     @field_validator("allowed_paths")

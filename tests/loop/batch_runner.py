@@ -14,15 +14,19 @@ import tempfile
 from pathlib import Path
 
 
+def run_elsewhere(job: Path) -> int:
+    """`bash JOB/run.sh` from an empty working directory with nothing of this shell's environment."""
+    with tempfile.TemporaryDirectory(prefix="gpu-cwd-") as cwd:
+        env = {"PATH": "/usr/bin:/bin", "HOME": cwd, "PERFLOOP_PYTHON": sys.executable}
+        return subprocess.run(["bash", str(job / "run.sh")], cwd=cwd, env=env).returncode
+
+
 def main(bundle: str, out: str) -> int:
-    """Run the bundle's run.sh elsewhere, bring out/ back; the job's exit code is the runner's."""
+    """Run a copy of the bundle elsewhere, bring out/ back; the job's exit code is the runner's."""
     with tempfile.TemporaryDirectory(prefix="gpu-node-") as node:
         copy = Path(node) / "job"
         shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("out"))
-        elsewhere = Path(node) / "cwd"
-        elsewhere.mkdir()
-        env = {"PATH": "/usr/bin:/bin", "HOME": node, "PERFLOOP_PYTHON": sys.executable}
-        code = subprocess.run(["bash", str(copy / "run.sh")], cwd=elsewhere, env=env).returncode
+        code = run_elsewhere(copy)
         if (copy / "out").exists():
             shutil.copytree(copy / "out", out, dirs_exist_ok=True)
     return code

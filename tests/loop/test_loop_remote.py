@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
+from batch_runner import run_elsewhere
 from conftest import run_cli
 
 from perfloop.ledger.store import Ledger
 from perfloop.ledger.verify import verify_ledger
+from perfloop.loop import harness
+from perfloop.loop.process_backend import MeasureError
 from perfloop.loop.quickstart import make_target_repo, quickstart_spec
+from perfloop.loop.remote import RemoteBackend
 
 RUNNER = f"{sys.executable} {Path(__file__).parent / 'batch_runner.py'} {{bundle}} {{out}}"
 
@@ -22,8 +28,12 @@ def _spec(tmp_path: Path, run_id: str) -> Path:
     repo = make_target_repo(tmp_path / "target")
     data = quickstart_spec(repo, tmp_path / "artifacts", run_id).model_dump(mode="json")
     data["measure"].update({"trials": 2, "aa_trials": 2, "profile_requests": 2})
-    data["workload"].update({"num_groups": 1, "prompts_per_group": 4, "system_prompt_len": 64, "output_len": 4})
+    data["workload"].update(
+        {"num_groups": 1, "prompts_per_group": 4, "system_prompt_len": 64, "output_len": 4}
+    )
     data["budgets"]["max_rounds"] = 1
+    # An unreachable value: GAP always goes on to PROFILE and a candidate, whatever the timing noise.
+    data["objective"] = {"kind": "reach_value", "value": 1e9}
     path = tmp_path / "goal.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -31,7 +41,9 @@ def _spec(tmp_path: Path, run_id: str) -> Path:
 
 @pytest.mark.slow
 def test_goal_runs_every_gpu_phase_as_a_batch_job(tmp_path: Path) -> None:
-    result = run_cli("goal", "run", "--spec", str(_spec(tmp_path, "remote")), "--gpu-cmd", RUNNER, timeout=900)
+    result = run_cli(
+        "goal", "run", "--spec", str(_spec(tmp_path, "remote")), "--gpu-cmd", RUNNER, timeout=900
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     root = tmp_path / "artifacts" / "remote"
@@ -61,3 +73,44 @@ def test_failed_job_is_a_recorded_attempt(tmp_path: Path) -> None:
     assert verify_ledger(root).ok
     errors = [e for e in Ledger(root).events() if e.kind == "error"]
     assert [e.state for e in errors] == ["FREEZE"] and "brought nothing back" in errors[0].data["error"]
+
+
+@pytest.mark.slow
+def test_manual_jobs_are_exported_and_imported(tmp_path: Path) -> None:
+    """`--gpu-cmd manual`: each job waits as an archive; its out.tgz, imported, continues the run."""
+    result = run_cli("goal", "run", "--spec", str(_spec(tmp_path, "manual")), "--gpu-cmd", "manual")
+    root = tmp_path / "artifacts" / "manual"
+    for step in range(2):  # FREEZE's reference command, then its A/A run
+        out = (result.stdout + result.stderr).replace("\n", "")
+        assert result.returncode == 0 and "waiting for a GPU job" in out, out[-3000:]
+        archive = re.search(r"run the job bundle (\S+\.tgz)", out)
+        assert archive, out[-2000:]
+        node = tmp_path / f"node-{step}"
+        with tarfile.open(archive.group(1)) as tar:
+            tar.extractall(node, filter="data")
+        assert run_elsewhere(node / "bundle") == 0
+        result = run_cli("goal", "import", str(root), str(node / "bundle" / "out.tgz"), timeout=600)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0 and "waiting for a GPU job" in out, out[-3000:]
+    events = Ledger(root).events()
+    assert [e.state for e in events if e.kind == "transition"] == ["FREEZE", "BENCH"]
+    assert not [e for e in events if e.kind == "error"]
+    assert verify_ledger(root).ok
+    assert json.loads((root / "freeze/aa/remote.json").read_text())["runner_exit"] is None
+
+
+def test_out_that_does_not_match_its_result_is_refused(tmp_path: Path) -> None:
+    """A file of out/ changed on the way back is refused, and set aside so a resume runs the job again."""
+    root = tmp_path / "run"
+    snapshot = harness.snapshot(root)
+    (root / harness.MANIFEST).write_text(snapshot.model_dump_json())
+    tree = root / "work" / "candidate"
+    tree.mkdir(parents=True)
+    backend = RemoteBackend(RUNNER.replace("{out}", "{out} && echo tampered >> {out}/run/freeze/ref.txt"))
+    writes = root / "freeze" / "ref.txt"
+    with pytest.raises(MeasureError, match="does not match what the job says it wrote"):
+        backend.shell("echo hello > ../../freeze/ref.txt", tree, root, writes, {})
+    assert not writes.exists()
+    assert list((root / "work" / "jobs").glob("*/out.failed-*"))
+    code, stdout, _ = RemoteBackend(RUNNER).shell("echo hello > ../../freeze/ref.txt", tree, root, writes, {})
+    assert code == 0 and writes.read_text() == "hello\n"
