@@ -77,6 +77,7 @@ class JobResult(Record):
     exit_code: int
     stdout: str = ""
     stderr: str = ""
+    error: str | None = Field(None, description="Why the job could not run its phase at all.")
     files: dict[str, str]
 
 
@@ -123,6 +124,12 @@ def _hash_files(folder: Path, skip: frozenset[str] = frozenset()) -> dict[str, s
     }
 
 
+def _bundle_files(bundle: Path) -> dict[str, str]:
+    """The bundle's own files and their hashes (not what a run of it added: out/, the resolved job)."""
+    ran = re.compile(r"^(out(/|\.tgz$|\.failed-)|bundle\.json$|job\.resolved\.json$)")
+    return {k: v for k, v in _hash_files(bundle).items() if not ran.match(k)}
+
+
 def write_bundle(
     kind: str,
     job: dict[str, Any],
@@ -144,16 +151,17 @@ def write_bundle(
     (stage / "job.json").write_text(_to_bundle(json.dumps({"kind": kind, **job}, indent=2), root))
     exports = " ".join(f"{k}={shlex.quote(_to_bundle(v, root))}" for k, v in sorted(env.items()))
     (stage / "run.sh").write_text(RUN_SH.format(env=exports.replace(TOKEN, '"$B"')))
-    files = _hash_files(stage)
+    files = _bundle_files(stage)
     manifest = BundleManifest(
         kind=kind, label=str(job.get("label", kind)), sha256=harness.tree_sha256(files), files=files
     )
     atomic_write_model(stage / "bundle.json", manifest)
     final = root / JOBS / manifest.sha256[:20]
-    if final.exists():
-        # The same job again (a resume): keep what came back for it, if anything.
+    if (final / "out" / "result.json").exists():
+        # The same job again (a resume after the job came back): take what came back.
         shutil.rmtree(stage, onerror=harness._force)
     else:
+        shutil.rmtree(final, onerror=harness._force) if final.exists() else None
         stage.rename(final)
     return final, manifest
 
@@ -171,7 +179,8 @@ def archive(bundle: Path) -> Path:
 def import_out(root: Path, archive_path: Path) -> Path:
     """`goal import`: unpack a job's out/ archive into the bundle folder it names; returns that folder."""
     with tarfile.open(archive_path) as tar:
-        member = tar.extractfile("./result.json") or tar.extractfile("result.json")
+        names = [n for n in tar.getnames() if n in ("result.json", "./result.json")]
+        member = tar.extractfile(names[0]) if names else None
         if member is None:
             raise MeasureError(f"{archive_path}: no result.json; not the out/ of a perfloop job")
         result = JobResult.model_validate_json(member.read())
@@ -244,6 +253,8 @@ class RemoteBackend(ProcessBackend):
             )
         try:
             result = _check_out(out, manifest, command or "(imported)")
+            if result.error:
+                raise MeasureError(f"{manifest.label}: batch job {manifest.sha256[:12]}: {result.error}")
         except MeasureError:
             _discard(bundle)
             raise
@@ -340,6 +351,15 @@ def _run_job(bundle: Path) -> int:
     from perfloop.loop import process_backend
 
     manifest = BundleManifest.model_validate_json((bundle / "bundle.json").read_text())
+    found = _bundle_files(bundle)
+    # Checked before anything runs: a bundle altered on the way is not the job the loop wrote. A tree
+    # may have gained build output from an earlier run in this folder; the harness may gain nothing.
+    changed = [k for k, v in manifest.files.items() if found.get(k) != v]
+    changed += [k for k in found.keys() - manifest.files.keys() if k.startswith(harness.HARNESS_DIR)]
+    if changed:
+        return _finish(
+            bundle, manifest, 2, "", "", f"bundle changed since it was written: {sorted(changed)[:10]}"
+        )
     job = json.loads(_from_bundle((bundle / "job.json").read_text(), str(bundle)))
     out = bundle / "out"
     if job["kind"] == "shell":
@@ -360,9 +380,17 @@ def _run_job(bundle: Path) -> int:
         record = out / "record.json"
         if record.exists():
             record.write_text(_to_bundle(record.read_text(), bundle))
+    return _finish(bundle, manifest, code, stdout, stderr)
+
+
+def _finish(
+    bundle: Path, manifest: BundleManifest, code: int, stdout: str, stderr: str, error: str | None = None
+) -> int:
+    """Write out/result.json: the exit code and the hash of every file the job left in out/."""
+    out = bundle / "out"
     files = _hash_files(out, UNHASHED)
     result = JobResult(
-        bundle_sha256=manifest.sha256, exit_code=code, stdout=stdout, stderr=stderr, files=files
+        bundle_sha256=manifest.sha256, exit_code=code, stdout=stdout, stderr=stderr, error=error, files=files
     )
     atomic_write_model(out / "result.json", result)
     return code

@@ -99,8 +99,8 @@ def test_manual_jobs_are_exported_and_imported(tmp_path: Path) -> None:
     assert json.loads((root / "freeze/aa/remote.json").read_text())["runner_exit"] is None
 
 
-def test_out_that_does_not_match_its_result_is_refused(tmp_path: Path) -> None:
-    """A file of out/ changed on the way back is refused, and set aside so a resume runs the job again."""
+def test_jobs_changed_on_the_way_are_refused(tmp_path: Path) -> None:
+    """A changed out/ (set aside for a retry) or a changed bundle is refused; an intact job then passes."""
     root = tmp_path / "run"
     snapshot = harness.snapshot(root)
     (root / harness.MANIFEST).write_text(snapshot.model_dump_json())
@@ -112,5 +112,9 @@ def test_out_that_does_not_match_its_result_is_refused(tmp_path: Path) -> None:
         backend.shell("echo hello > ../../freeze/ref.txt", tree, root, writes, {})
     assert not writes.exists()
     assert list((root / "work" / "jobs").glob("*/out.failed-*"))
+    init = "{bundle}/freeze/harness/perfloop/__init__.py"
+    edit = f"chmod u+w {init} && echo x=1 >> {init} && "
+    with pytest.raises(MeasureError, match="bundle changed since it was written"):
+        RemoteBackend(edit + RUNNER).shell("echo hello > ../../freeze/ref.txt", tree, root, writes, {})
     code, stdout, _ = RemoteBackend(RUNNER).shell("echo hello > ../../freeze/ref.txt", tree, root, writes, {})
     assert code == 0 and writes.read_text() == "hello\n"
