@@ -161,7 +161,8 @@ def write_bundle(
         # The same job again (a resume after the job came back): take what came back.
         shutil.rmtree(stage, onerror=harness._force)
     else:
-        shutil.rmtree(final, onerror=harness._force) if final.exists() else None
+        if final.exists():  # a job that never came back, or was changed: written afresh
+            shutil.rmtree(final, onerror=harness._force)
         stage.rename(final)
     return final, manifest
 
