@@ -21,8 +21,9 @@ from perfloop.loop.patchers.anthropic import ApiSettings, MissingKeyError, api_k
 from perfloop.loop.patchers.base import Patcher
 from perfloop.loop.patchers.registry import make_patcher, patcher_names
 from perfloop.loop.pricing import UnknownModelError
-from perfloop.loop.process_backend import ProcessBackend
+from perfloop.loop.process_backend import MeasureError, ProcessBackend
 from perfloop.loop.quickstart import make_target_repo, quickstart_spec
+from perfloop.loop.remote import JobPending, RemoteBackend, import_out
 from perfloop.loop.report import build_report
 from perfloop.loop.spec import GoalSpec, SpecError, load_spec, parse_spec
 from perfloop.loop.status import current_state, is_driven, run_status, transitions
@@ -68,14 +69,23 @@ def _notify(message: str) -> None:
     console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}", soft_wrap=True)
 
 
+GPU_CMD_HELP = "Run GPU phases as batch jobs through this command ({bundle}, {out}, {archive}; or `manual`)."
+
+
 def _root(ctx: typer.Context, run: str) -> Path:
     """The absolute run folder of a run id or a relative or absolute path (resolved once, here)."""
     return resolve_run(run, ctx.obj or ARTIFACTS)
 
 
-def _open(root: Path) -> Run:
+def _backend(spec: GoalSpec, gpu_cmd: str | None = None) -> ProcessBackend:
+    """Local child processes, or batch jobs through `--gpu-cmd` / `target.gpu_cmd`."""
+    runner = gpu_cmd or spec.target.gpu_cmd
+    return RemoteBackend(runner) if runner else ProcessBackend()
+
+
+def _open(root: Path, gpu_cmd: str | None = None) -> Run:
     spec = GoalSpec.model_validate(json.loads((root / "manifest.json").read_text())["spec"])
-    return Run(root, ProcessBackend(), _patcher(spec), _notify, _reviewer(spec))
+    return Run(root, _backend(spec, gpu_cmd), _patcher(spec), _notify, _reviewer(spec))
 
 
 def _finish(run: Run) -> None:
@@ -98,6 +108,13 @@ def _drive(run: Run) -> None:
         run.drive()
     except (LoopError, LedgerBrokenError) as exc:
         raise typer.BadParameter(str(exc), param_hint="RUN") from exc
+    except JobPending as exc:
+        console.print(f"[yellow]waiting for a GPU job[/yellow]: {exc}")
+        return
+    except MeasureError as exc:
+        # Already recorded as a failed attempt of the state (an `error` event); resume retries it.
+        console.print(f"[red]error[/red]: {exc}\nrecorded; `perfloop goal resume {run.root}` retries it")
+        raise typer.Exit(1) from exc
     except Exception as exc:  # noqa: BLE001 - a one-line message; the ledger's error event has the rest
         console.print(
             f"[red]error[/red]: {run.state.state} failed: {_first_line(exc)}; "
@@ -114,7 +131,7 @@ def _first_line(exc: Exception) -> str:
 
 def _start(spec: GoalSpec) -> Run:
     try:
-        return Run.create(spec, ProcessBackend(), _patcher(spec), _notify, _reviewer(spec))
+        return Run.create(spec, _backend(spec), _patcher(spec), _notify, _reviewer(spec))
     except (TargetRepoError, LoopError, SpecError) as exc:
         raise typer.BadParameter(str(exc)) from exc
 
@@ -155,6 +172,7 @@ def run_goal(
     ),
     max_usd: float = typer.Option(None, "--max-usd", min=0.0, help="API spend cap for the run, in USD."),
     review_model: str = typer.Option(None, "--review-model", help="Model of the optional model reviewer."),
+    gpu_cmd: str = typer.Option(None, "--gpu-cmd", help=GPU_CMD_HELP),
 ) -> None:
     """Start a run; drive it until it ends or waits for a patch (both exit 0: the process ends)."""
     try:
@@ -171,6 +189,8 @@ def run_goal(
     data["agent"].update({k: v for k, v in agent.items() if v is not None})
     if review_model:
         data["agent"]["review_model"] = review_model
+    if gpu_cmd:
+        data["target"]["gpu_cmd"] = gpu_cmd
     try:
         goal_spec = parse_spec(data)
     except SpecError as exc:
@@ -203,9 +223,29 @@ def init(
 
 
 @app.command("resume")
-def resume(ctx: typer.Context, run: str = typer.Argument(..., help=RUN_HELP)) -> None:
+def resume(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help=RUN_HELP),
+    gpu_cmd: str = typer.Option(None, "--gpu-cmd", help=GPU_CMD_HELP),
+) -> None:
     """Continue a run after a crash, kill or stop request, from its last recorded transition."""
-    _drive(_open(_root(ctx, run)))
+    _drive(_open(_root(ctx, run), gpu_cmd))
+
+
+@app.command("import")
+def import_job(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help=RUN_HELP),
+    archive: Path = typer.Argument(..., help="out.tgz of a job bundle run by hand (`--gpu-cmd manual`)."),
+) -> None:
+    """Hand a waiting run the out/ of its GPU job, then continue it."""
+    loop = _open(_root(ctx, run))
+    try:
+        bundle = import_out(loop.root, archive)
+    except (MeasureError, OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="ARCHIVE") from exc
+    console.print(f"imported the out/ of job {bundle.name}")
+    _drive(loop)
 
 
 @app.command("submit")
@@ -215,9 +255,10 @@ def submit(
     commit: str = typer.Option(None, "--commit", help="Candidate SHA (default: HEAD of the agent worktree)."),
     rationale: str = typer.Option("", "--rationale", help="Why (default: the commit message)."),
     cite: list[str] = typer.Option([], "--cite", help="Cited row id stage/table/name (default: Cites:)."),
+    gpu_cmd: str = typer.Option(None, "--gpu-cmd", help=GPU_CMD_HELP),
 ) -> None:
     """Hand the waiting run an external agent's commit; the loop validates, revalidates and reviews it."""
-    loop = _open(_root(ctx, run))
+    loop = _open(_root(ctx, run), gpu_cmd)
     try:
         loop.submit(commit, rationale, cite)
     except (LoopError, TargetRepoError, LedgerBrokenError) as exc:

@@ -62,6 +62,7 @@ from perfloop.loop.outputs import REFERENCE as OUTPUTS_REFERENCE
 from perfloop.loop.outputs import MeasuredOutputs, check_outputs, reference_outputs
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
 from perfloop.loop.process_backend import IntegrityError
+from perfloop.loop.remote import RemoteBackend
 from perfloop.loop.secrets import redact
 from perfloop.loop.spec import GoalSpec
 from perfloop.loop.summary import render_summary
@@ -402,7 +403,9 @@ class Run:
             if self.spec.target.reference_command:
                 ref = out / "reference.json"
                 out.mkdir(parents=True, exist_ok=True)
-                code, _ = self._shell(self.spec.target.reference_command, side.tree, out / "reference.log")
+                code, _ = self._shell(
+                    self.spec.target.reference_command, side.tree, out / "reference.log", ref
+                )
                 if code != 0:
                     raise RuntimeError(f"target.reference_command exited {code}; see freeze/reference.log")
                 reference_sha = sha256_file(ref)
@@ -615,7 +618,9 @@ class Run:
         self.notify(f"VALIDATE: {'passed' if record.passed else 'FAILED'} {record.checks}")
         self._go(S.REVALIDATE, [self.ledger.write_model(f"{rel}/validation.json", record), log])
 
-    def _shell(self, command: str, tree: Path | None, log: Path) -> tuple[int, str]:
+    def _shell(
+        self, command: str, tree: Path | None, log: Path, writes: Path | None = None
+    ) -> tuple[int, str]:
         """A correctness/reference command in `tree`, in the frozen-harness environment of measurement."""
         ref = self.root / "freeze" / "reference.json"
         workload = self.root / WORKLOAD
@@ -626,10 +631,14 @@ class Run:
         )
         env = harness.child_env(self.root if (self.root / harness.MANIFEST).exists() else None, tree)
         env |= harness.threads_env(self.spec.measure.torch_threads)
-        proc = children.run(cmd, tree, timeout=1800, env=env)
-        text = f"$ {cmd}\n[exit {proc.returncode}]\n{proc.stdout}{proc.stderr}"
+        if isinstance(self.backend, RemoteBackend) and tree is not None:
+            code, stdout, stderr = self.backend.shell(cmd, tree, self.root, writes, env)
+        else:
+            proc = children.run(cmd, tree, timeout=1800, env=env)
+            code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+        text = f"$ {cmd}\n[exit {code}]\n{stdout}{stderr}"
         self.ledger.write_text(self._rel(log), redact(text))
-        return proc.returncode, proc.stdout
+        return code, stdout
 
     def _do_revalidate(self) -> None:
         st = self.state

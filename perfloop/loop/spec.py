@@ -86,6 +86,10 @@ class TargetSpec(_Strict):
         description="Shell command run once at FREEZE in the base worktree to write {reference}; "
         "{workload} is the frozen workload's JSON (to sample reference prompts from).",
     )
+    gpu_cmd: str | None = Field(
+        None,
+        description="Command running each GPU phase as a batch job ({bundle}, {out}, {archive}) or `manual`.",
+    )
 
     @field_validator("allowed_paths")
     @classmethod
