@@ -38,7 +38,7 @@ def _waiting_run(tmp_path: Path, target_repo: Path, **over: object) -> Run:
 
 
 def _agent_commit(
-    run: Run, message: str = "Enable prefix caching\n\nCites: all/engine_stats#0", **cfg: object
+    run: Run, message: str = "Enable prefix caching\n\nCites: all/engine_stats/counters", **cfg: object
 ) -> str:
     tree = run.root / "work" / f"agent-{run.state.round:03d}"
     data = yaml.safe_load((tree / "engine.yaml").read_text())
@@ -308,13 +308,18 @@ def test_round_prompt_lists_every_earlier_candidate(tmp_path: Path, target_repo:
     run = _waiting_run(tmp_path, target_repo, budgets={"max_rounds": 3})
     sha = _agent_commit(run, "Smaller blocks", block_size=32)
     again = Run(run.root, FakeBackend(), ExternalPatcher())
-    again.submit(None, "", ["prefill/kernel_table#0"])
+    again.submit(None, "", ["prefill/kernel_table/aten::mm"])
     assert again.drive() == "WAITING_FOR_PATCH" and again.state.round == 2
     summary = json.loads((run.root / "rounds/001/summary.json").read_text())
     assert not summary["accepted"] and "beyond_noise" in summary["rejected_by"]
     prompt = (run.root / "rounds/002/prompt.md").read_text()
     line = next(x for x in prompt.splitlines() if sha in x)
-    parts = ["Round 1", "engine.yaml +1", "prefill/kernel_table#0", "candidate/best output_throughput x1.000"]
+    parts = [
+        "Round 1",
+        "engine.yaml +1",
+        "prefill/kernel_table/aten::mm",
+        "candidate/best output_throughput x1.000",
+    ]
     for part in [*parts, summary["verdict"], *summary["rejected_by"]]:
         assert part in line, (part, line)
 
