@@ -543,17 +543,18 @@ class _Handler:
         logprobs = None
         if body.logprobs is not None:
             ids = [*(choice.prompt_ids if body.echo else []), *result.token_ids][: len(records)]
-            logprobs = self._completion_logprobs(ids, records, offset)
+            logprobs = self._completion_logprobs(ids, records, offset, body.return_tokens_as_token_ids)
         reason = "length" if body.max_tokens == 0 else result.finish_reason
         return CompletionChoice(index=choice.index, text=text, logprobs=logprobs, finish_reason=reason)
 
     def _completion_logprobs(
-        self, ids: list[int], records: list[Logprob | None], offset: int
+        self, ids: list[int], records: list[Logprob | None], offset: int, as_ids: bool = False
     ) -> CompletionLogprobs:
+        """Legacy logprobs; `as_ids` names tokens `token_id:ID` (exact, where text would be ambiguous)."""
         out = CompletionLogprobs()
+        name_of = (lambda t: f"token_id:{t}") if as_ids else self.tokenizer.token_str
         for token, record in zip(ids, records, strict=True):
-            name = self.tokenizer.token_str(token)
-            out.tokens.append(name)
+            out.tokens.append(name_of(token))
             out.text_offset.append(offset)
             offset += len(self.tokenizer.decode([token]))
             if record is None:
@@ -561,7 +562,7 @@ class _Handler:
                 out.top_logprobs.append(None)
                 continue
             out.token_logprobs.append(_finite(record.logprob))
-            out.top_logprobs.append({self.tokenizer.token_str(t): _finite(lp) for t, lp in record.top})
+            out.top_logprobs.append({name_of(t): _finite(lp) for t, lp in record.top})
         return out
 
     def _chat_logprobs(self, records: list[Logprob]) -> ChatLogprobs:
@@ -592,7 +593,10 @@ class _Handler:
                 logprobs = None
                 if body.logprobs is not None:
                     logprobs = self._completion_logprobs(
-                        delta.token_ids, list(delta.logprobs or []), offsets[k]
+                        delta.token_ids,
+                        list(delta.logprobs or []),
+                        offsets[k],
+                        body.return_tokens_as_token_ids,
                     )
                 offsets[k] += len(delta.text)
                 choice = CompletionChoice(

@@ -115,6 +115,9 @@ class CompletionRequest(SamplingFields):
     max_tokens: int | None = Field(16, ge=0, description="Tokens to generate; default 16; 0 only with echo.")
     echo: bool = Field(False, description="Prepend the prompt to the text (and its logprobs to logprobs).")
     logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS, description="Top alternatives per token.")
+    return_tokens_as_token_ids: bool = Field(
+        False, description="Name logprob tokens `token_id:ID` instead of their text (vLLM extension)."
+    )
     suffix: SkipJsonSchema[None] = None
 
     def prompts(self) -> list[str | list[int]]:
