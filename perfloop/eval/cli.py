@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from perfloop.errors import UserError
+
 app = typer.Typer(
     help="Accuracy evidence: a task eval, a paired comparison, logprob consistency.", no_args_is_help=True
 )
@@ -15,8 +17,8 @@ console = Console(soft_wrap=True)
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+    """A user mistake: one line on stderr, exit 2 (the `perfloop` command prints it)."""
+    raise UserError(message)
 
 
 def _progress(total: int):  # noqa: ANN202 - a small closure
