@@ -8,7 +8,7 @@ if TYPE_CHECKING:  # pydantic stays unimported until an error needs it: `perfloo
     from pydantic import ValidationError
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """A bad value, a missing file, a busy port: the user can fix it, so no traceback is shown.
 
     `option` names the CLI flag at fault, when there is one. The `perfloop` command prints

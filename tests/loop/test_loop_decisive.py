@@ -111,7 +111,13 @@ def test_verdicts_name_the_failing_gate_and_metric() -> None:
 def test_cuda_graphs_is_never_proposed_for_a_cpu_device() -> None:
     from perfloop.engine.config import EngineConfig
 
-    row = {"Section": "verdict", "Item": "launch-bound", "Detail": "launches"}
+    row = {
+        "row_id": "decode/host_table/verdict:launch-bound",
+        "section": "verdict",
+        "item": "launch-bound",
+        "detail": "launches",
+        "share_pct": 40.0,
+    }
     ev = SimpleNamespace(profile=SimpleNamespace(tables={"decode": {"host_table": [row]}}))
     rule = RULES["cuda_graphs"]
     assert rule(EngineConfig(model="preset:tiny-qwen3", enforce_eager=True, device="cpu"), ev) is None

@@ -21,6 +21,7 @@ import pytest
 from conftest import FakeBackend, ScriptedPatcher, make_spec, set_config
 
 import perfloop
+from perfloop.bench.ab import Until
 from perfloop.ledger.records import BenchRecord, ProfileRecord
 from perfloop.ledger.verify import verify_ledger
 from perfloop.loop import gates as gates_module
@@ -211,11 +212,18 @@ def test_a_candidate_crashing_a_phase_is_rejected_and_the_run_moves_on(
 ) -> None:
     class Crashes(FakeBackend):
         def ab(
-            self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path, **kw: object
+            self,
+            a: Side,
+            b: Side,
+            spec: GoalSpec,
+            trials: int,
+            label: str,
+            out_dir: Path,
+            until: Until = None,
         ) -> BenchRecord:
             if label == "revalidate" and "--block-size 32" in b.launch:
                 raise MeasureError("ab measurement failed (exit 1):\nFrozenInstanceError in build_requests")
-            return super().ab(a, b, spec, trials, label, out_dir, **kw)
+            return super().ab(a, b, spec, trials, label, out_dir, until)
 
     edits = [set_config(block_size=32), set_config(enable_prefix_caching=True)]
     run = _drive(tmp_path, target_repo, edits, Crashes())
@@ -445,13 +453,13 @@ class MeasuredCandidates(ProcessBackend):
     which only feed the patcher, are scripted to keep the test short."""
 
     def ab(
-        self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path, **kw: object
+        self, a: Side, b: Side, spec: GoalSpec, trials: int, label: str, out_dir: Path, until: Until = None
     ) -> BenchRecord:
         if label.startswith("vs-"):
             return FakeBackend(lambda launch: 100.0 if a.launch == launch else 50.0).ab(
-                a, b, spec, trials, label, out_dir, **kw
+                a, b, spec, trials, label, out_dir, until
             )
-        return super().ab(a, b, spec, trials, label, out_dir, **kw)
+        return super().ab(a, b, spec, trials, label, out_dir, until)
 
     def profile(self, side: Side, spec: GoalSpec, out_dir: Path) -> ProfileRecord:
         return FakeBackend().profile(side, spec, out_dir)

@@ -136,9 +136,10 @@ def on_cuda(rule: Rule) -> Rule:
     """A rule that only means something on a CUDA device: it never fires on a CPU target."""
 
     def guarded(config: EngineConfig, ev: Evidence) -> Finding | None:
-        from perfloop.engine.runner import pick_device
+        import torch
 
-        return rule(config, ev) if pick_device(config.device).type == "cuda" else None
+        cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+        return rule(config, ev) if cuda else None
 
     return guarded
 
