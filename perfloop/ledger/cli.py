@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from perfloop.ledger.runs import resolve_run
-from perfloop.ledger.schemas import export_schemas
 from perfloop.ledger.verify import verify_ledger
 from perfloop.terminal import make_console
 
@@ -43,5 +42,7 @@ def schemas(
     out: Path = typer.Option(Path("artifacts/schemas"), "--out", help="Folder for the JSON Schemas."),
 ) -> None:
     """Export the JSON Schema of every ledger record."""
+    from perfloop.schemas import export_schemas  # composes ledger and loop records
+
     paths = export_schemas(out)
     console.print(f"wrote {len(paths)} schemas to {out}")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from perfloop.ledger.records import GateResult, Manifest
-from perfloop.ledger.schemas import render, schema_documents
 from perfloop.ledger.store import Ledger
 from perfloop.ledger.verify import verify_ledger
+from perfloop.schemas import render, schema_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 

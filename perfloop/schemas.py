@@ -1,4 +1,8 @@
-"""JSON Schemas of every ledger record, exported to `artifacts/schemas/`."""
+"""JSON Schemas of every ledger record and of the goal spec, exported to `artifacts/schemas/`.
+
+A top-level module: it composes the ledger's records with the loop's spec, so neither subpackage
+has to import the other.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,11 @@ from perfloop.ledger.eval_records import EVAL_RECORD_MODELS
 from perfloop.ledger.kernel_records import KERNEL_RECORD_MODELS
 from perfloop.ledger.records import RECORD_MODELS
 from perfloop.ledger.store import atomic_write_text
+from perfloop.loop.spec import GoalSpec
 
 
 def schema_documents() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema, one per record model, plus the goal spec (`Manifest.spec`)."""
-    from perfloop.loop.spec import GoalSpec
-
     models = [*RECORD_MODELS, *KERNEL_RECORD_MODELS, *EVAL_RECORD_MODELS]
     docs = {f"{model.__name__}.schema.json": model.model_json_schema() for model in models}
     docs["GoalSpec.schema.json"] = GoalSpec.model_json_schema()
