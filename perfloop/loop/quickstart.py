@@ -67,7 +67,7 @@ def quickstart_spec(repo: Path, artifact_root: Path, run_id: str) -> GoalSpec:
                 "kind": "shared-prefix",
                 "num_groups": 2,
                 "prompts_per_group": 8,
-                "system_prompt_len": 128,
+                "system_prompt_len": 256,
                 "question_len": 16,
                 "output_len": 16,
             },
