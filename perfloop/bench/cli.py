@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import typer
@@ -47,6 +51,46 @@ ALLOW_PRECISION = typer.Option(
 )
 
 
+# name -> (type, option) of every option above, in the order `--help` lists them.
+SHARED: dict[str, tuple[Any, Any]] = {
+    "dataset": (str, DATASET),
+    "num_prompts": (int, NUM_PROMPTS),
+    "input_len": (int, INPUT_LEN),
+    "output_len": (int, OUTPUT_LEN),
+    "range_ratio": (float, RANGE_RATIO),
+    "prefix_len": (int, PREFIX_LEN),
+    "groups": (int, GROUPS),
+    "per_group": (int, PER_GROUP),
+    "system_len": (int, SYSTEM_LEN),
+    "question_len": (int, QUESTION_LEN),
+    "gsp_output": (int, GSP_OUTPUT),
+    "dataset_path": (str | None, DATASET_PATH),
+    "vocab": (int | None, VOCAB),
+    "seed": (int, SEED),
+    "request_rate": (str, RATE),
+    "burstiness": (float, BURST),
+    "max_concurrency": (int | None, CONCURRENCY),
+    "num_warmups": (int, WARMUPS),
+    "torch_threads": (int | None, THREADS),
+    "ignore_eos": (bool, NO_EOS),
+}
+
+
+def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command every SHARED option (declared once, here); it receives them as `opts`."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    own = [p.replace(kind=keyword) for p in inspect.signature(fn).parameters.values() if p.name != "opts"]
+    extra = [inspect.Parameter(n, keyword, default=opt, annotation=kind) for n, (kind, opt) in SHARED.items()]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        opts = SimpleNamespace(**{name: kwargs.pop(name) for name in SHARED})
+        return fn(opts=opts, **kwargs)
+
+    wrapper.__signature__ = inspect.signature(fn).replace(parameters=own + extra)  # type: ignore[attr-defined]
+    return wrapper
+
+
 def _fail(message: str) -> UserError:
     """The error to raise for a bad option: `perfloop` prints it as one line on stderr and exits 2."""
     return UserError(message)
@@ -77,9 +121,10 @@ def _goodput(text: str | None) -> dict[str, float] | None:
     return slos
 
 
-def _workload(**kw: Any) -> Any:
+def _workload(opts: SimpleNamespace) -> Any:
     from perfloop.bench.workloads import WorkloadSpec
 
+    kw = vars(opts)
     kind = kw["dataset"]
     output_len = kw["gsp_output"] if kind == "shared-prefix" else kw["output_len"]
     try:
@@ -170,8 +215,10 @@ def _summary(result: Any) -> Table:
 
 @app.command()
 @engine_flags
+@bench_options
 def run(
     engine_config: EngineConfig,
+    opts: SimpleNamespace,
     backend: str = typer.Option("engine", "--backend", help="openai, engine or hf."),
     url: str | None = typer.Option(None, "--url", help="openai: base URL of a running server."),
     launch: str | None = typer.Option(
@@ -179,26 +226,6 @@ def run(
     ),
     hf_mode: str = typer.Option("generate_batch", "--hf-mode", help="hf: generate_batch or generate."),
     served_model_name: str | None = typer.Option(None, "--served-model-name", help="openai: model name."),
-    dataset: str = DATASET,
-    num_prompts: int = NUM_PROMPTS,
-    input_len: int = INPUT_LEN,
-    output_len: int = OUTPUT_LEN,
-    range_ratio: float = RANGE_RATIO,
-    prefix_len: int = PREFIX_LEN,
-    groups: int = GROUPS,
-    per_group: int = PER_GROUP,
-    system_len: int = SYSTEM_LEN,
-    question_len: int = QUESTION_LEN,
-    gsp_output: int = GSP_OUTPUT,
-    dataset_path: str | None = DATASET_PATH,
-    vocab: int | None = VOCAB,
-    seed: int = SEED,
-    request_rate: str = RATE,
-    burstiness: float = BURST,
-    max_concurrency: int | None = CONCURRENCY,
-    num_warmups: int = WARMUPS,
-    torch_threads: int | None = THREADS,
-    ignore_eos: bool = NO_EOS,
     goodput: str | None = typer.Option(
         None, "--goodput", help="SLOs, e.g. 'ttft:300 tpot:50 e2el:2000' (ms)."
     ),
@@ -216,23 +243,23 @@ def run(
     from perfloop.bench.runner import BenchSpec, run_benchmark
 
     spec_launch = _launch(backend, url, launch, engine_config, hf_mode)
-    workload = _workload(**locals())
-    rate = _rate(request_rate)
-    out = output or _default_output(backend, rate, max_concurrency, engine_config.model)
+    workload = _workload(opts)
+    rate = _rate(opts.request_rate)
+    out = output or _default_output(backend, rate, opts.max_concurrency, engine_config.model)
     try:
         spec = BenchSpec(
             launch=spec_launch,
             workload=workload,
             request_rate=rate,
-            burstiness=burstiness,
-            max_concurrency=max_concurrency,
-            seed=seed,
-            num_warmups=num_warmups,
+            burstiness=opts.burstiness,
+            max_concurrency=opts.max_concurrency,
+            seed=opts.seed,
+            num_warmups=opts.num_warmups,
             goodput_slos_ms=_goodput(goodput),
             label=label,
             model_id=served_model_name or (engine_config.model if backend == "openai" else None),
             health_timeout=health_timeout,
-            torch_threads=torch_threads,
+            torch_threads=opts.torch_threads,
             target_repo=target_repo,
             output=out,
             server_log=server_log,
@@ -260,7 +287,9 @@ def run(
 
 
 @app.command()
+@bench_options
 def ab(
+    opts: SimpleNamespace,
     a: str = typer.Option(
         ..., "--a", help="Launch spec A (URL, command with {port}, engine:FLAGS, hf:MODEL, docker:IMAGE)."
     ),
@@ -269,26 +298,6 @@ def ab(
     trials: int = typer.Option(5, "--trials", help="Pairs of runs."),
     threshold: float = typer.Option(0.0, "--threshold", help="Minimum effect, e.g. 0.02 for 2%."),
     out: str = typer.Option("ab.json", "--output", help="ABResult JSON path; trial results go beside it."),
-    dataset: str = DATASET,
-    num_prompts: int = NUM_PROMPTS,
-    input_len: int = INPUT_LEN,
-    output_len: int = OUTPUT_LEN,
-    range_ratio: float = RANGE_RATIO,
-    prefix_len: int = PREFIX_LEN,
-    groups: int = GROUPS,
-    per_group: int = PER_GROUP,
-    system_len: int = SYSTEM_LEN,
-    question_len: int = QUESTION_LEN,
-    gsp_output: int = GSP_OUTPUT,
-    dataset_path: str | None = DATASET_PATH,
-    vocab: int | None = VOCAB,
-    seed: int = SEED,
-    request_rate: str = RATE,
-    burstiness: float = BURST,
-    max_concurrency: int | None = CONCURRENCY,
-    num_warmups: int = WARMUPS,
-    torch_threads: int | None = THREADS,
-    ignore_eos: bool = NO_EOS,
     allow_precision_mismatch: bool = ALLOW_PRECISION,
 ) -> None:
     """Interleaved A/B trials: median B/A ratio per metric with a bootstrap 95% interval and a verdict."""
@@ -296,7 +305,7 @@ def ab(
 
     if not aa and b is None:
         raise _fail("--b: give the B launch spec, or --aa")
-    workload = _workload(**locals())
+    workload = _workload(opts)
     out_path = Path(out)
     trial_dir = out_path.with_name(out_path.stem + "-trials")
     try:
@@ -305,15 +314,15 @@ def ab(
             b,
             workload,
             trials=trials,
-            seed=seed,
+            seed=opts.seed,
             aa=aa,
             threshold=threshold,
             out_dir=trial_dir,
-            request_rate=_rate(request_rate),
-            burstiness=burstiness,
-            max_concurrency=max_concurrency,
-            num_warmups=num_warmups,
-            torch_threads=torch_threads,
+            request_rate=_rate(opts.request_rate),
+            burstiness=opts.burstiness,
+            max_concurrency=opts.max_concurrency,
+            num_warmups=opts.num_warmups,
+            torch_threads=opts.torch_threads,
             progress=False,
             allow_precision_mismatch=allow_precision_mismatch,
         )
