@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from perfloop.ledger.eval_records import EVAL_RECORD_MODELS
+from perfloop.ledger.evidence_records import EVIDENCE_RECORD_MODELS
 from perfloop.ledger.kernel_records import KERNEL_RECORD_MODELS
 from perfloop.ledger.records import RECORD_MODELS
 from perfloop.ledger.store import atomic_write_text
@@ -19,7 +20,7 @@ from perfloop.loop.spec import GoalSpec
 
 def schema_documents() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema, one per record model, plus the goal spec (`Manifest.spec`)."""
-    models = [*RECORD_MODELS, *KERNEL_RECORD_MODELS, *EVAL_RECORD_MODELS]
+    models = [*RECORD_MODELS, *KERNEL_RECORD_MODELS, *EVAL_RECORD_MODELS, *EVIDENCE_RECORD_MODELS]
     docs = {f"{model.__name__}.schema.json": model.model_json_schema() for model in models}
     docs["GoalSpec.schema.json"] = GoalSpec.model_json_schema()
     # Typed in Python as a dict (the ledger does not import the loop); the schema names its type.

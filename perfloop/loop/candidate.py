@@ -11,10 +11,10 @@ from pathlib import Path
 
 import git
 
+from perfloop.ledger.evidence_records import CandidateFacts, TamperReport
 from perfloop.ledger.records import PatchRecord
 from perfloop.ledger.store import Ledger, sha256_bytes, sha256_file
 from perfloop.loop import worktrees as wt
-from perfloop.loop.evidence import CandidateFacts, TamperReport
 from perfloop.loop.harness import HARNESS_DIR
 from perfloop.loop.secrets import scan_bytes
 

@@ -12,6 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from perfloop.ledger.evidence_records import (
+    CandidateFacts,
+    ChangedPath,
+    OutputsCheck,
+    PhaseCrash,
+    TamperReport,
+)
 from perfloop.ledger.records import (
     BenchRecord,
     FreezeRecord,
@@ -21,8 +28,6 @@ from perfloop.ledger.records import (
     ReviewRecord,
     ValidationRecord,
 )
-from perfloop.loop.evidence import CandidateFacts, ChangedPath, PhaseCrash, TamperReport
-from perfloop.loop.outputs import OutputsCheck
 from perfloop.loop.secrets import find_secrets
 from perfloop.loop.spec import GoalSpec
 from perfloop.loop.verdicts import round_verdict

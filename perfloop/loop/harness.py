@@ -16,11 +16,9 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import Field
-
 import perfloop
 from perfloop.engine_tree import ENV as ENGINE_TREE_ENV
-from perfloop.ledger.records import Record
+from perfloop.ledger.evidence_records import HarnessManifest
 from perfloop.loop.patchers.tools import HIDDEN_ENV
 
 HARNESS_DIR = "freeze/harness"
@@ -29,14 +27,6 @@ MANIFEST = "freeze/harness.json"
 
 class HarnessError(RuntimeError):
     """The frozen harness is missing or changed since FREEZE."""
-
-
-class HarnessManifest(Record):
-    """Every file of the frozen copy with its hash, and the hash of the whole copy."""
-
-    source: str = Field(description="Where the copy was taken from (the loop's installed perfloop).")
-    sha256: str
-    files: dict[str, str]
 
 
 def _files(root: Path) -> dict[str, str]:

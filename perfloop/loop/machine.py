@@ -29,6 +29,7 @@ import git
 import perfloop
 from perfloop.bench.ab import SequentialRule, higher_is_better
 from perfloop.ledger.anchor import LedgerBrokenError, read_anchor, write_anchor
+from perfloop.ledger.evidence_records import CandidateFacts, MeasuredOutputs, PhaseCrash, TamperReport
 from perfloop.ledger.records import (
     Attempt,
     BenchRecord,
@@ -50,7 +51,6 @@ from perfloop.loop import children, harness
 from perfloop.loop import states as S
 from perfloop.loop import worktrees as wt
 from perfloop.loop.candidate import FrozenGuard, candidate_facts, changed_recorded
-from perfloop.loop.evidence import CandidateFacts, PhaseCrash, TamperReport
 from perfloop.loop.freeze import freeze_record
 from perfloop.loop.gap import decide_gap
 from perfloop.loop.gates import ReviewInput, review
@@ -59,7 +59,7 @@ from perfloop.loop.launch import target_launch
 from perfloop.loop.measurement import Backend, Side
 from perfloop.loop.model_review import ModelReviewer, run_model_review
 from perfloop.loop.outputs import REFERENCE as OUTPUTS_REFERENCE
-from perfloop.loop.outputs import MeasuredOutputs, check_outputs, reference_outputs
+from perfloop.loop.outputs import check_outputs, reference_outputs
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
 from perfloop.loop.process_backend import IntegrityError
 from perfloop.loop.remote import RemoteBackend

@@ -9,26 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
-
 from perfloop.bench.result import read_records
-from perfloop.ledger.records import BenchRecord, Record
+from perfloop.ledger.evidence_records import MeasuredOutputs, OutputsCheck
+from perfloop.ledger.records import BenchRecord
 
 REFERENCE = "freeze/outputs.json"
-
-
-class MeasuredOutputs(Record):
-    """Greedy token ids per request index, from the base's measured A/A run at FREEZE."""
-
-    source: str = Field(description="The trial result file the ids were read from.")
-    outputs: dict[int, list[int]]
-
-
-class OutputsCheck(Record):
-    """The candidate's measured tokens against the reference."""
-
-    passed: bool
-    evidence: str
 
 
 def _ids(result_file: Path) -> dict[int, list[int]] | None:

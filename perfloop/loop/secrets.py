@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from perfloop.loop.evidence import SecretFinding
+from perfloop.ledger.evidence_records import SecretFinding
 
 PATTERNS = {
     "anthropic key": re.compile(r"sk-ant-[A-Za-z0-9_\-]{16,}"),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import git
 
-from perfloop.loop.evidence import ChangedPath
+from perfloop.ledger.evidence_records import ChangedPath
 
 _SYMLINK, _SUBMODULE = "120000", "160000"
 

@@ -1,4 +1,5 @@
-"""Records of the evidence gates: what a candidate changes, what the scans found, what broke.
+"""Records of the evidence gates: what a candidate changes, what the scans found, what broke, what
+the benchmark generated, and the frozen harness.
 
 They are written in the round folder before any measurement (`static.json`) or when a phase
 goes wrong (`crash.json`, `tamper.json`), recorded in the ledger, and read back by REVIEW.
@@ -72,3 +73,37 @@ class TamperReport(Record):
     phase: str
     changed: list[str]
     restored: list[str] = Field(default_factory=list)
+
+
+class MeasuredOutputs(Record):
+    """Greedy token ids per request index, from the base's measured A/A run at FREEZE."""
+
+    source: str = Field(description="The trial result file the ids were read from.")
+    outputs: dict[int, list[int]]
+
+
+class OutputsCheck(Record):
+    """The candidate's measured tokens against the reference."""
+
+    passed: bool
+    evidence: str
+
+
+class HarnessManifest(Record):
+    """Every file of the frozen copy with its hash, and the hash of the whole copy."""
+
+    source: str = Field(description="Where the copy was taken from (the loop's installed perfloop).")
+    sha256: str
+    files: dict[str, str]
+
+
+EVIDENCE_RECORD_MODELS: list[type[Record]] = [
+    ChangedPath,
+    SecretFinding,
+    CandidateFacts,
+    PhaseCrash,
+    TamperReport,
+    MeasuredOutputs,
+    OutputsCheck,
+    HarnessManifest,
+]
