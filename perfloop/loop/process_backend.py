@@ -322,7 +322,9 @@ def run_profile_job(job: dict[str, Any]) -> ProfileRecord:
     workload = profile_workload(spec.workload, spec.measure.profile_requests)
     if workload.vocab_size is None:
         workload = workload.model_copy(update={"vocab_size": engine.model_config.vocab_size})
-    trace = capture_engine(config, workload, out, ProfileSchedule(wait=0, warmup=1, active=64))
+    # The benchmark's concurrency, so the tables rank ops at the batch sizes the measurement had.
+    schedule = ProfileSchedule(wait=0, warmup=1, active=64)
+    trace = capture_engine(config, workload, out, schedule, spec.measure.max_concurrency)
     tables = analyze(trace, out / "tables", formats=("md", "json"))
     from perfloop.bench.workloads import build_requests
 
@@ -353,7 +355,10 @@ def _profile_server(launch: str, spec: GoalSpec, out: Path) -> ProfileRecord:
     workload = resolve_workload(profile_workload(spec.workload, spec.measure.profile_requests), target)
     prompts = [(list(r.prompt), r.output_len) for r in build_requests(workload) if isinstance(r.prompt, list)]
     with open_backend(target, log_path=out / "server.log") as (backend, _command, _container):
-        trace = capture_url(backend.base_url, prompts, out, model=backend.model_id)
+        concurrency = spec.measure.max_concurrency or len(prompts)  # the benchmark's: all at once
+        trace = capture_url(
+            backend.base_url, prompts, out, model=backend.model_id, max_concurrency=concurrency
+        )
     tables = analyze(trace, out / "tables", formats=("md", "json"))
     return ProfileRecord(trace=str(trace), tables=tables)
 

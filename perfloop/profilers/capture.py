@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,10 @@ class CaptureMeta(BaseModel):
     workload: dict[str, Any] | list[dict[str, Any]]
     schedule: ProfileSchedule | None = None
     steps_profiled: int | None = None
+    max_concurrency: int | None = Field(
+        None,
+        description="Requests in flight at once during the capture, as the benchmark ran them (None: all).",
+    )
     environment: dict[str, Any]
 
 
@@ -104,8 +109,12 @@ def capture_engine(
     workload: Workload,
     out_dir: Path,
     sched: ProfileSchedule | None = None,
+    max_concurrency: int | None = None,
 ) -> Path:
     """Run the bundled engine on the workload under torch.profiler; return the trace path.
+
+    `max_concurrency` admits the workload's requests that many at a time, as the benchmark does, so
+    the traced steps have the batch sizes the measurement had.
 
     Writes `<out_dir>/trace.json.gz` and `meta.json`. With CUDA graphs on, also writes an eager
     `<out_dir>/mapping/trace.json.gz` so replayed kernels can be mapped to source by name.
@@ -113,13 +122,13 @@ def capture_engine(
     sched = sched or ProfileSchedule()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    steps = _profile_engine(config, workload, out_dir / TRACE_NAME, sched)
+    steps = _profile_engine(config, workload, out_dir / TRACE_NAME, sched, max_concurrency)
     mapping = None
     if _uses_cuda_graphs(config):
         eager = config.model_copy(update={"enforce_eager": True})
         mapping = out_dir / "mapping" / TRACE_NAME
         mapping.parent.mkdir(exist_ok=True)
-        _profile_engine(eager, workload, mapping, sched)
+        _profile_engine(eager, workload, mapping, sched, max_concurrency)
     meta = CaptureMeta(
         created_at=datetime.now(timezone.utc).isoformat(),
         trace=TRACE_NAME,
@@ -129,6 +138,7 @@ def capture_engine(
         workload=_describe(workload),
         schedule=sched,
         steps_profiled=steps,
+        max_concurrency=max_concurrency,
         environment=environment(),
     )
     (out_dir / "meta.json").write_text(meta.model_dump_json(indent=2))
@@ -145,7 +155,7 @@ def _throwaway(engine: LLMEngine, prompt: list[int] | str, steps: int) -> str | 
 
 
 def _profile_engine(
-    config: EngineConfig, workload: Workload, trace_path: Path, sched: ProfileSchedule
+    config: EngineConfig, workload: Workload, trace_path: Path, sched: ProfileSchedule, window: int | None
 ) -> int:
     engine = LLMEngine(config)
     requests = _requests(workload, engine.model_config.vocab_size)
@@ -174,10 +184,14 @@ def _profile_engine(
             bar.advance(task)
         if warm_id:  # the recorded steps begin: the workload replaces the throwaway request
             engine.abort(warm_id)
-        for rid, (prompt, params) in zip(request_ids, requests, strict=True):
-            engine.add_request(rid, prompt, params)
-        while engine.has_unfinished() and recorded < sched.active:
-            engine.step()
+        pending = list(zip(request_ids, requests, strict=True))
+        in_flight = 0
+        while (pending or engine.has_unfinished()) and recorded < sched.active:
+            while pending and (window is None or in_flight < window):
+                rid, (prompt, params) = pending.pop(0)
+                engine.add_request(rid, prompt, params)
+                in_flight += 1
+            in_flight -= sum(o.finished for o in engine.step() if o.request_id in request_ids)
             prof.step()
             recorded += 1
             bar.advance(task)
@@ -195,10 +209,12 @@ def capture_url(
     trace_dir: Path | None = None,
     model: str | None = None,
     client: httpx.Client | None = None,
+    max_concurrency: int = 1,
 ) -> Path:
     """Profile a running server (perfloop, vLLM, SGLang) via /start_profile and /stop_profile.
 
-    Sends each (prompt ids, max_tokens) as a completion while the profiler runs. The server writes
+    Sends each (prompt ids, max_tokens) as a completion while the profiler runs, `max_concurrency`
+    at a time (the benchmark's concurrency, so the server batches as it did when measured). The server writes
     the trace; perfloop's server returns its path, others write into `trace_dir` (their profiler dir,
     which must be readable here). The trace is copied to `<out_dir>/trace.json.gz`.
     """
@@ -209,11 +225,13 @@ def capture_url(
     started = time.time()
     try:
         _post(client, "/start_profile")
-        for ids, max_tokens in prompts:
-            body = {"prompt": ids, "max_tokens": max_tokens, "temperature": 0.0, "ignore_eos": True}
-            if model:
-                body["model"] = model
-            _post(client, "/v1/completions", body)
+        bodies = [
+            {"prompt": ids, "max_tokens": n, "temperature": 0.0, "ignore_eos": True}
+            | ({"model": model} if model else {})
+            for ids, n in prompts
+        ]
+        with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
+            list(pool.map(lambda body: _post(client, "/v1/completions", body), bodies))
         stopped = _post(client, "/stop_profile")
     finally:
         if own:
@@ -226,6 +244,7 @@ def capture_url(
         trace=TRACE_NAME,
         source=url,
         workload=[{"prompt_len": len(p), "max_tokens": m} for p, m in prompts],
+        max_concurrency=max_concurrency,
         environment=environment(),
     )
     (out_dir / "meta.json").write_text(meta.model_dump_json(indent=2))
