@@ -4,7 +4,8 @@
 (timestamped on arrival: the first gives TTFT, later ones ITL gaps); E2E latency is the
 last chunk minus `st`. Output tokens come from `usage.completion_tokens` (the request
 asks for `stream_options.include_usage`), else the chunk count. A request fails on a
-non-200 status, an `error` event in the stream, or a stream that ends without `[DONE]`.
+non-200 status, an `error` event in the stream, or a stream that ends with neither `[DONE]` nor a
+`finish_reason` (some servers, e.g. `transformers serve`, close after the last chunk without `[DONE]`).
 
 Not every server takes vLLM's `ignore_eos`: `eos_mode` says how to ask for exactly
 `max_tokens` tokens (`min_tokens` for llama.cpp's server, a `generation_config` JSON
@@ -150,6 +151,7 @@ class OpenAIBackend:
         itl: list[float] = []
         chunks = 0
         done = False
+        finished = False  # a choice carried finish_reason: the server ended the answer itself
         usage_out: int | None = None
         usage_in: int | None = None
         st = time.perf_counter()
@@ -170,6 +172,7 @@ class OpenAIBackend:
                         usage_out = usage.get("completion_tokens")
                         usage_in = usage.get("prompt_tokens")
                     if choices := msg.get("choices"):
+                        finished = finished or bool(choices[0].get("finish_reason"))
                         if self._end_marker(choices[0]):
                             continue
                         now = time.perf_counter()
@@ -183,7 +186,7 @@ class OpenAIBackend:
                         return failed_record(req, st - t0, f"stream error: {error}")
         except (httpx.HTTPError, msgspec.DecodeError, OSError) as exc:
             return failed_record(req, st - t0, f"{type(exc).__name__}: {exc}")
-        if not done:
+        if not done and not finished:
             return failed_record(req, st - t0, f"stream ended without [DONE] after {chunks} chunks")
         if chunks == 0:
             return failed_record(req, st - t0, "no content chunks received")
