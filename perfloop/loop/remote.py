@@ -47,6 +47,8 @@ RUN_SH = """#!/usr/bin/env bash
 B="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
 cd "$B" || exit 1
 rm -rf out && mkdir -p out
+# Spec commands say `python`: let it be the interpreter that runs the harness.
+[ -n "${{PERFLOOP_PYTHON:-}}" ] && export PATH="$(dirname "$PERFLOOP_PYTHON"):$PATH"
 env -u PYTHONHOME PYTHONPATH="$B/freeze/harness" PYTHONSAFEPATH=1 PYTHONDONTWRITEBYTECODE=1 {env} \\
   "${{PERFLOOP_PYTHON:-python3}}" -m perfloop.loop.remote "$B" > out/child.log 2>&1
 code=$?
