@@ -108,9 +108,13 @@ def sample(
         if p.greedy:
             out[i] = row.argmax(-1)
             continue
-        row = _filter(row / p.temperature, p.top_k, p.top_p, p.min_p)
-        gen = generators[i] or default
-        out[i] = torch.multinomial(row.softmax(-1), 1, generator=gen)[0]
+        probs = _filter(row / p.temperature, p.top_k, p.top_p, p.min_p).softmax(-1)
+        # A row with nothing left to sample (every token banned, or overflow at a tiny temperature)
+        # takes its top logit instead of killing the engine for every request; decided on the
+        # device, so a pipelined step never waits for the host.
+        top = torch.zeros_like(probs).scatter_(0, row.argmax(-1, keepdim=True), 1.0)
+        valid = torch.isfinite(probs).all() & (probs.sum() > 0)
+        out[i] = torch.multinomial(torch.where(valid, probs, top), 1, generator=generators[i] or default)[0]
     return out
 
 

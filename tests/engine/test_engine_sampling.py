@@ -40,3 +40,17 @@ def test_stop_token_ids_and_eos() -> None:
     )
     assert out[0].finish_reason == "stop"
     assert out[0].output_token_ids == free[: free.index(stop) + 1]
+
+
+def test_a_row_with_nothing_to_sample_takes_its_top_logit_instead_of_raising() -> None:
+    import torch
+
+    from perfloop.engine.sampler import sample
+    from perfloop.engine.sampling_params import SamplingParams
+
+    # Row 0: every token banned (all -inf) would make multinomial raise and stop the engine.
+    logits = torch.tensor([[float("-inf")] * 4, [0.0, 60.0, 0.0, 0.0]])
+    params = [SamplingParams(temperature=0.7), SamplingParams(temperature=1.0)]
+    out = sample(logits, params, [None, None], torch.Generator().manual_seed(0))
+    assert 0 <= int(out[0]) < 4
+    assert int(out[1]) == 1  # a normal row still samples (exp(60) dominates)
