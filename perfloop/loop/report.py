@@ -10,7 +10,6 @@ import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from perfloop.ledger.anchor import anchor_ref, read_anchor  # noqa: E402
 from perfloop.ledger.records import (  # noqa: E402
@@ -99,7 +98,10 @@ def plot_rounds(
             highs.append(high - mid)
         if xs:
             ax.errorbar(xs, mids, yerr=[lows, highs], fmt="o", color=color, label=label, capsize=3)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    numbers = sorted({r["number"] for r in rounds})
+    if numbers:  # one tick per round (a locator picks fractions when the range holds one integer)
+        ax.set_xticks(numbers)
+        ax.set_xlim(numbers[0] - 0.5, numbers[-1] + 0.5)
     ax.set_xlabel("round")
     ax.set_ylabel(f"{metric} ratio (> 1 better)")
     ax.set_title("median of paired ratios per round, with its interval", fontsize=9)
