@@ -28,8 +28,7 @@ def active_bound(
 
 def decide(bucket: str, timing: PairTiming, min_speedup: float, bound: str) -> DispatchRow:
     """One bucket's decision from its paired trials."""
-    base = statistics.median(timing.baseline_us)
-    cand = statistics.median(timing.candidate_us)
+    base, cand = timing.baseline_median_us, timing.candidate_median_us
     always_faster = min(timing.speedups) > 1.0
     take = always_faster and timing.speedup >= min_speedup
     if take:

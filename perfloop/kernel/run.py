@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -148,8 +149,11 @@ def run_candidate(
 
 
 def _time_and_decide(
-    task, ledger, lineage, history, base_fn, cand_fn, device, command, correctness
-) -> RunOutcome:  # noqa: ANN001
+    task: Task, ledger: Ledger, lineage: LineageRecord, history: list[LineageRecord],
+    base_fn: Callable[..., None], cand_fn: Callable[..., None], device: torch.device, command: str,
+    correctness: CorrectnessRecord,
+) -> RunOutcome:  # fmt: skip
+    """Time every row, decide each bucket, record the bench rows, dispatch table and lineage."""
     harness = Harness(task)
     copy_gbps = copy_bandwidth_gbps(device)
     env = environment()
@@ -162,8 +166,8 @@ def _time_and_decide(
             utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             host=env["host"], gpu=env["gpu"],
             row=row.id, shape=",".join(f"{k}={v}" for k, v in row.params.items()),
-            baseline_median_us=round(sorted(timing.baseline_us)[len(timing.baseline_us) // 2], 3),
-            candidate_median_us=round(sorted(timing.candidate_us)[len(timing.candidate_us) // 2], 3),
+            baseline_median_us=round(timing.baseline_median_us, 3),
+            candidate_median_us=round(timing.candidate_median_us, 3),
             speedup=round(timing.speedup, 4), speedup_low=round(min(timing.speedups), 4),
             speedup_high=round(max(timing.speedups), 4), trials=task.spec.timing.trials, iters=timing.iters,
             warmup=task.spec.timing.warmup, cand_src_sha16=lineage.src_sha16, command=command,
@@ -171,7 +175,7 @@ def _time_and_decide(
         ))  # fmt: skip
         ncu = latest_ncu(ledger, row.id)
         bound = active_bound(
-            sorted(timing.baseline_us)[len(timing.baseline_us) // 2],
+            timing.baseline_median_us,
             harness.roofline(row.params),
             copy_gbps,
             ncu,

@@ -37,9 +37,19 @@ class PairTiming:
         return [b / c for b, c in zip(self.baseline_us, self.candidate_us, strict=True)]
 
     @property
+    def baseline_median_us(self) -> float:
+        """Median per-call time of the baseline."""
+        return statistics.median(self.baseline_us)
+
+    @property
+    def candidate_median_us(self) -> float:
+        """Median per-call time of the candidate."""
+        return statistics.median(self.candidate_us)
+
+    @property
     def speedup(self) -> float:
         """Median baseline time over median candidate time."""
-        return statistics.median(self.baseline_us) / statistics.median(self.candidate_us)
+        return self.baseline_median_us / self.candidate_median_us
 
 
 def input_sets(harness: Harness, params: dict[str, Any], device: torch.device) -> list[dict[str, Any]]:

@@ -59,7 +59,7 @@ def test_consistency_holds_in_fp32_and_the_cli_writes_records(server: str, tmp_p
 
 
 @pytest.mark.slow
-def test_a_server_that_refuses_echo_is_a_one_line_error(server: str) -> None:
+def test_an_unknown_model_name_is_a_one_line_error(server: str) -> None:
     result = CliRunner().invoke(app, ["eval", "tasks", "--url", server, "--model", "no-such-model"])
     assert result.exit_code == 2
     assert "HTTP 404" in result.output or "HTTP 400" in result.output
