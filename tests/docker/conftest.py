@@ -98,15 +98,26 @@ def build_base_image(client: Any) -> str:
     return tag
 
 
+def dockerfile_sources() -> list[str]:
+    """What Dockerfile.cpu COPYs from the context: the build context is derived from it, not listed twice."""
+    sources: list[str] = []
+    for line in (REPO / "Dockerfile.cpu").read_text().splitlines():
+        if line.startswith("COPY "):
+            sources += line.split()[1:-1]
+    return sources
+
+
 def build_project_image(client: Any, base: str) -> str:
     """Dockerfile.cpu built on the offline base (docker's layer cache makes reruns quick)."""
     context = Path(tempfile.mkdtemp(prefix="perfloop-context-"))
     try:
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        for name in ("pyproject.toml", "README.md", "Dockerfile.cpu"):
-            shutil.copy2(REPO / name, context / name)
-        for name in ("perfloop", "skills", "prompts"):
-            shutil.copytree(REPO / name, context / name, ignore=ignore)
+        shutil.copy2(REPO / "Dockerfile.cpu", context / "Dockerfile.cpu")
+        for name in dockerfile_sources():
+            if (REPO / name).is_dir():
+                shutil.copytree(REPO / name, context / name, ignore=ignore)
+            else:
+                shutil.copy2(REPO / name, context / name)
         client.images.build(
             path=str(context),
             dockerfile="Dockerfile.cpu",
