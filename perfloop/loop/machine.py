@@ -631,7 +631,8 @@ class Run:
         )
         env = harness.child_env(self.root if (self.root / harness.MANIFEST).exists() else None, tree)
         env |= harness.threads_env(self.spec.measure.torch_threads)
-        if isinstance(self.backend, RemoteBackend) and tree is not None:
+        on_gpu = self.spec.target.correctness_on_gpu
+        if isinstance(self.backend, RemoteBackend) and on_gpu and tree is not None:
             code, stdout, stderr = self.backend.shell(cmd, tree, self.root, writes, env)
         else:
             proc = children.run(cmd, tree, timeout=1800, env=env)

@@ -9,6 +9,7 @@ of its own, so the two sides of an A/B never share code.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -301,7 +302,7 @@ def profile_workload(workload: WorkloadSpec, requests: int) -> WorkloadSpec:
 
 def run_profile_job(job: dict[str, Any]) -> ProfileRecord:
     """Child side of `profile`: capture, analyse, and add the engine's own counters as a table."""
-    from perfloop.bench.targets import parse_engine_flags
+    from perfloop.bench.targets import model_vocab_size, parse_engine_flags
     from perfloop.engine.llm_engine import LLMEngine
     from perfloop.engine.sampling_params import SamplingParams
     from perfloop.profilers.capture import ProfileSchedule, capture_engine
@@ -318,16 +319,20 @@ def run_profile_job(job: dict[str, Any]) -> ProfileRecord:
 
         torch.set_num_threads(spec.measure.torch_threads)
     out = Path(job["out_dir"])
-    engine = LLMEngine(config)
     workload = profile_workload(spec.workload, spec.measure.profile_requests)
     if workload.vocab_size is None:
-        workload = workload.model_copy(update={"vocab_size": engine.model_config.vocab_size})
+        workload = workload.model_copy(update={"vocab_size": model_vocab_size(config.model)})
     # The benchmark's concurrency, so the tables rank ops at the batch sizes the measurement had.
-    schedule = ProfileSchedule(wait=0, warmup=1, active=64)
+    schedule = ProfileSchedule(wait=0, warmup=1, active=spec.measure.profile_steps)
     trace = capture_engine(config, workload, out, schedule, spec.measure.max_concurrency)
     tables = analyze(trace, out / "tables", formats=("md", "json"))
     from perfloop.bench.workloads import build_requests
 
+    # The counters' engine starts only once the capture's engines are gone: a CUDA engine takes
+    # gpu_memory_utilization of the device for its KV pool, so one alive during the capture left the
+    # capture's engine no memory ("no GPU memory left for the KV cache", PROFILE on the H200).
+    gc.collect()
+    engine = LLMEngine(config)
     requests = build_requests(workload)
     for r in requests:
         params = SamplingParams(max_tokens=r.output_len, temperature=0.0, ignore_eos=True)

@@ -101,6 +101,13 @@ def _to_bundle(text: str, root: Path) -> str:
     return re.sub(re.escape(str(root)) + r"(?=[/\"'\s]|$)", TOKEN, text)
 
 
+def _shell_word(value: str, root: Path) -> str:
+    """`value` as one shell word for run.sh, run-folder paths made bundle paths: `"$B"` stays outside
+    the quotes around the rest, or the shell would not expand it (an engine tree's path, say)."""
+    pieces = _to_bundle(value, root).split(TOKEN)
+    return '"$B"'.join(shlex.quote(p) if p else "" for p in pieces) or "''"
+
+
 def _from_bundle(text: str, bundle: str) -> str:
     return text.replace(TOKEN, json.dumps(bundle)[1:-1])
 
@@ -151,8 +158,8 @@ def write_bundle(
         (stage / path.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, stage / path.relative_to(root))
     (stage / "job.json").write_text(_to_bundle(json.dumps({"kind": kind, **job}, indent=2), root))
-    exports = " ".join(f"{k}={shlex.quote(_to_bundle(v, root))}" for k, v in sorted(env.items()))
-    (stage / "run.sh").write_text(RUN_SH.format(env=exports.replace(TOKEN, '"$B"')))
+    exports = " ".join(f"{k}={_shell_word(v, root)}" for k, v in sorted(env.items()))
+    (stage / "run.sh").write_text(RUN_SH.format(env=exports))
     files = _bundle_files(stage)
     manifest = BundleManifest(
         kind=kind, label=str(job.get("label", kind)), sha256=harness.tree_sha256(files), files=files

@@ -90,6 +90,12 @@ class TargetSpec(_Strict):
         None,
         description="Command running each GPU phase as a batch job ({bundle}, {out}, {archive}) or `manual`.",
     )
+    correctness_on_gpu: bool = Field(
+        True,
+        description="With gpu_cmd: run the correctness and reference commands as batch jobs too; false: on "
+        "this machine (one job fewer at FREEZE and per candidate; measured_outputs still checks the "
+        "measured run's own tokens from the GPU).",
+    )
 
     @field_validator("allowed_paths")
     @classmethod
@@ -180,6 +186,9 @@ class MeasureSpec(_Strict):
         0.0, ge=0, description="Measured seconds per trial and side: a short run is repeated (0: one run)."
     )
     profile_requests: int = Field(8, ge=1, description="Requests of the workload the profiler replays.")
+    profile_steps: int = Field(
+        64, ge=1, description="Engine steps the profiler records (fewer: a smaller trace, a shorter PROFILE)."
+    )
     torch_threads: int | None = Field(None, ge=1, description="torch threads of in-process engines (CPU).")
     max_concurrency: int | None = Field(None, ge=1, description="Requests in flight (None: all at once).")
 

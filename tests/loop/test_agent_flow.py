@@ -287,7 +287,7 @@ def test_init_writes_the_quickstart_spec_for_a_config_repo(tmp_path: Path) -> No
     assert bad.returncode == 2 and "code-target" in bad.stderr
 
 
-@pytest.mark.parametrize("name", ["code-target", "served-target", "docker-peer"])
+@pytest.mark.parametrize("name", ["code-target", "served-target", "docker-peer", "h200-standard-workload"])
 def test_examples_load_as_they_are(name: str) -> None:
     spec = load_spec(ROOT / "examples" / f"{name}.yaml")
     assert spec.target.repo == ROOT

@@ -45,3 +45,36 @@ def test_profile_job_refuses_an_hf_peer(target_repo: Path, tmp_path: Path) -> No
     }
     with pytest.raises(Exception, match="profiler endpoints"):
         run_profile_job(job)
+
+
+def test_in_process_profile_job_runs_one_engine_at_a_time(
+    target_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CUDA engine takes most of the device for its KV pool: an engine alive while the capture's
+    engine starts leaves that one no memory (PROFILE's crash on the H200). The job records
+    `measure.profile_steps` steps."""
+    import weakref
+
+    from perfloop.engine.llm_engine import LLMEngine
+
+    alive: weakref.WeakSet = weakref.WeakSet()
+    overlapping: list[int] = []
+    init = LLMEngine.__init__
+
+    def tracked(self: LLMEngine, config: object) -> None:
+        overlapping.append(len(alive))
+        init(self, config)
+        alive.add(self)
+
+    monkeypatch.setattr(LLMEngine, "__init__", tracked)
+    spec = make_spec(target_repo, tmp_path, measure={"profile_requests": 2, "profile_steps": 3})
+    job = {
+        "launch": "engine:--model preset:tiny-qwen3",
+        "spec": json.loads(spec.model_dump_json()),
+        "out_dir": str(tmp_path / "profile"),
+    }
+    record = run_profile_job(job)
+    assert len(overlapping) == 2 and overlapping == [0, 0], overlapping
+    meta = json.loads((tmp_path / "profile" / "meta.json").read_text())
+    assert meta["schedule"]["active"] == 3
+    assert record.engine_stats["requests"] == 2

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 import tarfile
 from pathlib import Path
 
+import git
 import pytest
 import yaml
 from batch_runner import run_elsewhere
@@ -21,6 +23,7 @@ from perfloop.loop.quickstart import make_target_repo, quickstart_spec
 from perfloop.loop.remote import RemoteBackend
 
 RUNNER = f"{sys.executable} {Path(__file__).parent / 'batch_runner.py'} {{bundle}} {{out}}"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _spec(tmp_path: Path, run_id: str) -> Path:
@@ -118,3 +121,49 @@ def test_jobs_changed_on_the_way_are_refused(tmp_path: Path) -> None:
         RemoteBackend(edit + RUNNER).shell("echo hello > ../../freeze/ref.txt", tree, root, writes, {})
     code, stdout, _ = RemoteBackend(RUNNER).shell("echo hello > ../../freeze/ref.txt", tree, root, writes, {})
     assert code == 0 and writes.read_text() == "hello\n"
+
+
+def _h200_goal_on_cpu(tmp_path: Path) -> Path:
+    """examples/h200-standard-workload.yaml, cut to the CPU: a git copy of the engine's source as the
+    target, the tiny model for the standard engine config, a small random workload, one round."""
+    repo = tmp_path / "perfloop-copy"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in ("perfloop", "examples"):
+        shutil.copytree(ROOT / folder, repo / folder, ignore=ignore)
+    (repo / "examples/engine/qwen3-0.6b-standard.yaml").write_text("model: preset:tiny-qwen3\n")
+    git.Repo.init(repo).git.add("-A")
+    git.Repo(repo).git.commit("-qm", "engine source", "--author", "t <t@example.com>")
+    data = yaml.safe_load((ROOT / "examples/h200-standard-workload.yaml").read_text())
+    data["target"]["repo"] = str(repo)
+    data["workload"] = {"kind": "random", "num_prompts": 4, "input_len": 24, "output_len": 4}
+    data["measure"].update({"profile_requests": 2, "profile_steps": 3, "torch_threads": 1})
+    data["budgets"]["max_rounds"] = 1
+    data["artifact_root"], data["run_id"] = str(tmp_path / "artifacts"), "h200-cpu"
+    path = tmp_path / "goal.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.slow
+def test_h200_goal_reaches_its_first_patch_through_batch_jobs(tmp_path: Path) -> None:
+    """The H200 goal's phases as jobs of a runner that keeps nothing: each side's engine travels in its
+    bundle (the profiled side's too), the fp32 reference is written here, the round waits for a patch."""
+    result = run_cli(
+        "goal", "run", "--spec", str(_h200_goal_on_cpu(tmp_path)), "--gpu-cmd", RUNNER, timeout=1200
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0 and "WAITING_FOR_PATCH" in out, out[-3000:]
+    root = tmp_path / "artifacts" / "h200-cpu"
+    assert verify_ledger(root).ok
+    recorded = Ledger(root).recorded_files()
+    labels = {rel.split("/")[-2] for rel in recorded if rel.endswith("/remote.json")}
+    assert {"aa", "bench-0", "profile"} <= labels, labels
+    # correctness_on_gpu: false -> the fp32 reference was written on this machine, not as a job.
+    reference = (root / "freeze/reference.log").read_text()
+    assert "tiny-qwen3-fp32.yaml" in reference and "[batch job" not in reference
+    bundles = [json.loads(p.read_text()) for p in (root / "work/jobs").glob("*/bundle.json")]
+    bench = next(b for b in bundles if b["label"] == "vs-base")
+    # The measured side's own engine source went with the job (its trials mount it there).
+    assert "work/best/perfloop/engine/runner.py" in bench["files"]
+    meta = json.loads((root / "rounds/001/profile/meta.json").read_text())
+    assert meta["schedule"]["active"] == 3
