@@ -62,7 +62,7 @@ from perfloop.loop.outputs import REFERENCE as OUTPUTS_REFERENCE
 from perfloop.loop.outputs import check_outputs, reference_outputs
 from perfloop.loop.patchers.base import Evidence, Patcher, Proposal
 from perfloop.loop.process_backend import IntegrityError
-from perfloop.loop.remote import RemoteBackend
+from perfloop.loop.remote import JobPending, RemoteBackend
 from perfloop.loop.secrets import redact
 from perfloop.loop.spec import GoalSpec
 from perfloop.loop.summary import render_summary
@@ -219,19 +219,30 @@ class Run:
                     self._go(S.ABORTED, reason="stopped by `perfloop goal stop`")
                     break
                 self._begin_attempt()
-                if self.state.state in CANDIDATE_PHASES:
-                    self._candidate_phase()
-                    (self.root / ATTEMPT).unlink(missing_ok=True)
-                    continue
                 try:
-                    self.HANDLERS[self.state.state](self)
-                except FAILURES as exc:
+                    stop = self._run_state()
+                except JobPending:
+                    # Paused for a `manual` GPU job, not interrupted: `goal import` runs the state again.
                     (self.root / ATTEMPT).unlink(missing_ok=True)
-                    if not self._blocked(exc):
-                        raise
-                    break
+                    raise
                 (self.root / ATTEMPT).unlink(missing_ok=True)
+                if stop:
+                    break
         return self.state.state
+
+    def _run_state(self) -> bool:
+        """Run the current state once; True when its failure ended the run (BLOCKED)."""
+        if self.state.state in CANDIDATE_PHASES:
+            self._candidate_phase()
+            return False
+        try:
+            self.HANDLERS[self.state.state](self)
+        except FAILURES as exc:
+            (self.root / ATTEMPT).unlink(missing_ok=True)
+            if not self._blocked(exc):
+                raise
+            return True
+        return False
 
     @contextmanager
     def _children(self) -> Iterator[None]:

@@ -97,7 +97,8 @@ def test_manual_jobs_are_exported_and_imported(tmp_path: Path) -> None:
     assert result.returncode == 0 and "waiting for a GPU job" in out, out[-3000:]
     events = Ledger(root).events()
     assert [e.state for e in events if e.kind == "transition"] == ["FREEZE", "BENCH"]
-    assert not [e for e in events if e.kind == "error"]
+    # A state waiting for its job was paused, not interrupted: nothing of it is recorded as killed.
+    assert not [e for e in events if e.kind in ("error", "interrupted")]
     assert verify_ledger(root).ok
     assert json.loads((root / "freeze/aa/remote.json").read_text())["runner_exit"] is None
 
