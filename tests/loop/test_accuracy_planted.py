@@ -74,7 +74,8 @@ REFACTOR = named(
     patch(
         "models/layers.py",
         "        gate, up = gate_up.chunk(2, dim=-1)\n",
-        "        half = gate_up.shape[-1] // 2\n        gate, up = gate_up[..., :half], gate_up[..., half:]\n",
+        "        half = gate_up.shape[-1] // 2\n"
+        "        gate, up = gate_up[..., :half], gate_up[..., half:]\n",
     ),
 )
 
@@ -113,7 +114,7 @@ def test_planted_numerical_bugs_are_rejected_by_name_and_a_refactor_passes(
         objective={"kind": "reach_value", "value": 1e12},
         budgets={"max_rounds": len(edits)},
         stop={"stall_after": len(edits) + 1, "research_after": len(edits) + 1},
-        accuracy={"max_items": 12, "prompts": 3, "prompt_len": 40, "tokens": 8, "vocab": 49152},
+        accuracy={"max_items": 8, "prompts": 2, "prompt_len": 40, "tokens": 6, "vocab": 49152},
     )
     run = Run.create(spec, FakeBackend(), ScriptedPatcher(edits))
     run.drive()
