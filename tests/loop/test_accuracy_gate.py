@@ -168,3 +168,8 @@ def test_a_subset_spreads_over_every_family() -> None:
     picked = spread(builtin_items(), 8)
     assert len(picked) == 8
     assert {i.id.split("-")[0] for i in picked} == {"capital", "day", "month", "opposite", "count"}
+
+
+def test_the_example_spec_loads_with_its_accuracy_block() -> None:
+    spec = load_spec(Path(__file__).resolve().parents[2] / "examples" / "accuracy-gate.yaml")
+    assert spec.accuracy is not None and spec.accuracy.max_items == 24 and spec.accuracy.vocab == 49152
