@@ -449,6 +449,9 @@ class Run:
     def _freeze_accuracy(self, side: Side, files: list[Path]) -> AccuracyFreeze:
         """FREEZE: the baseline's accuracy phase and the bars it sets (appended to `files`)."""
         assert self.spec.accuracy is not None
+        if isinstance(self.backend, RemoteBackend):
+            # A ValueError: the same on every retry, so the run ends BLOCKED with this reason at once.
+            raise ValueError("accuracy: the gate serves targets on the loop's host, not through a GPU runner")
         run, logs = self._evaluate(side, self.root / "freeze")
         frozen = accuracy.freeze_bars(self.spec.accuracy, run)
         files += [*logs, self.ledger.write_model(accuracy.FREEZE_FILE, frozen)]

@@ -7,11 +7,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import git
 import pytest
 import torch
 import yaml
-from conftest import run_cli
+from conftest import commit_all, run_cli
 from safetensors.torch import load_file, save_file
 
 from perfloop.engine.models.presets import resolve_model
@@ -40,11 +39,7 @@ def test_a_run_on_a_corrupted_baseline_ends_blocked_with_the_reason(
     repo = tmp_path / "target"
     repo.mkdir()
     (repo / "engine.yaml").write_text(yaml.safe_dump({"model": str(corrupted_model), "torch_threads": 1}))
-    r = git.Repo.init(repo)
-    r.git.config("user.email", "t@example.com")
-    r.git.config("user.name", "t")
-    r.git.add("-A")
-    r.index.commit("target")
+    commit_all(repo, "target")
     spec = {
         "target": {
             "repo": str(repo),

@@ -14,10 +14,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import git
 import pytest
 import yaml
-from conftest import FakeBackend, ScriptedPatcher, make_spec
+from conftest import FakeBackend, ScriptedPatcher, commit_all, make_spec
 
 import perfloop
 from perfloop.loop.machine import Run
@@ -88,11 +87,7 @@ def engine_repo(tmp_path: Path) -> Path:
     shutil.copytree(source, repo / ENGINE, ignore=shutil.ignore_patterns("__pycache__"))
     config = {"model": "preset:smollm2-135m", "dtype": "float32", "torch_threads": 1}
     (repo / "engine.yaml").write_text(yaml.safe_dump(config))
-    r = git.Repo.init(repo)
-    r.git.config("user.email", "t@example.com")
-    r.git.config("user.name", "t")
-    r.git.add("-A")
-    r.index.commit("engine")
+    commit_all(repo, "engine")
     return repo
 
 
