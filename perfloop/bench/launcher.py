@@ -49,12 +49,15 @@ class Launcher:
         health_timeout: float = 600.0,
         log_path: Path | None = None,
         health_path: str = "/health",
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         if "{port}" not in command:
             raise ValueError(f"launch: the command must contain a {{port}} placeholder: {command!r}")
         self.template = command
         self.health_timeout = health_timeout
         self.health_path = health_path
+        self.env, self.cwd = env, cwd  # None: this process's environment and working directory
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="perfloop-server-", suffix=".log")[1])
         self.port = 0
         self.command = ""
@@ -71,7 +74,13 @@ class Launcher:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                self.command, shell=True, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self.command,
+                shell=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=self.env,
+                cwd=self.cwd,
             )
         try:
             self._wait_healthy()

@@ -56,3 +56,12 @@ def continuation_logprob(client: Completions, context: str, continuation: str) -
         total += logprob
         greedy = greedy and (not top or logprob >= max(top.values()) - 1e-6)
     return total, greedy
+
+
+def served_model(base_url: str) -> str:
+    """The first model id a server lists at GET /v1/models (the name its completions answer to)."""
+    resp = httpx.get(base_url.rstrip("/") + "/v1/models", timeout=30.0)
+    try:
+        return str(resp.json()["data"][0]["id"])
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise EvalError(f"{base_url}/v1/models: no model listed (HTTP {resp.status_code})") from exc

@@ -90,3 +90,10 @@ def load_items(path: Path | None) -> list[Item]:
         if item.answer >= len(item.choices):
             raise ValueError(f"{path}: item {item.id}: answer {item.answer} is not one of its choices")
     return items
+
+
+def spread(items: list[Item], count: int | None) -> list[Item]:
+    """`count` items evenly spaced over the set (every family represented), or all of them."""
+    if count is None or count >= len(items):
+        return items
+    return [items[i * len(items) // count] for i in range(count)]

@@ -70,10 +70,36 @@ class ConsistencyRecord(Record):
     passed: bool
 
 
+class AccuracyRun(Record):
+    """One side's accuracy phase in the loop: the task eval and the consistency checks through its
+    served OpenAI API, and the wall time each part added."""
+
+    side: str
+    launch: str
+    task: TaskEvalRecord
+    consistency: ConsistencyRecord
+    launch_s: float = Field(description="Starting the server until healthy.")
+    task_s: float = Field(description="Scoring every item.")
+    consistency_s: float = Field(description="The three consistency checks.")
+
+
+class AccuracyFreeze(Record):
+    """What FREEZE pins for the `accuracy` gate: the baseline's run and the bars every candidate meets."""
+
+    baseline: AccuracyRun
+    floor: float
+    tolerance: float = Field(description="Largest accepted accuracy drop (absolute).")
+    drift_tolerance: float = Field(description="Largest accepted move of any choice's loglikelihood.")
+    thresholds: dict[str, float] = Field(description="Check -> largest accepted max |delta logprob|.")
+    max_diverged: dict[str, int] = Field(description="Check -> greedy divergences the baseline had itself.")
+
+
 EVAL_RECORD_MODELS: list[type[Record]] = [
     ItemResult,
     TaskEvalRecord,
     PairedComparison,
     ConsistencyCheck,
     ConsistencyRecord,
+    AccuracyRun,
+    AccuracyFreeze,
 ]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from perfloop.ledger.eval_records import AccuracyFreeze, AccuracyRun
 from perfloop.ledger.evidence_records import (
     CandidateFacts,
     ChangedPath,
@@ -28,6 +29,7 @@ from perfloop.ledger.records import (
     ReviewRecord,
     ValidationRecord,
 )
+from perfloop.loop.accuracy import judge
 from perfloop.loop.secrets import find_secrets
 from perfloop.loop.spec import GoalSpec
 from perfloop.loop.verdicts import round_verdict
@@ -52,6 +54,8 @@ class ReviewInput:
     crash: PhaseCrash | None = None
     tampered: list[TamperReport] = field(default_factory=list)
     outputs: OutputsCheck | None = None
+    accuracy_freeze: AccuracyFreeze | None = None
+    accuracy: AccuracyRun | None = None
 
 
 GateCheck = Callable[[ReviewInput], "tuple[bool, str] | GateResult"]
@@ -282,6 +286,19 @@ def _regression(inp: ReviewInput) -> tuple[bool, str]:
         f"{m} x{b.metrics[m].median_ratio:.3f}" for m in inp.spec.tolerances.other_metrics if m in b.metrics
     )
     return not worse, "; ".join(worse) if worse else f"within tolerance: {shown}"
+
+
+@gate("accuracy")
+def _accuracy(inp: ReviewInput) -> tuple[bool, str]:
+    """Paired task accuracy and logprob consistency against the baseline frozen at FREEZE."""
+    if inp.spec.accuracy is None:
+        return True, "not checked: the spec has no accuracy block"
+    if inp.accuracy_freeze is None:
+        return False, "no accuracy baseline was frozen at FREEZE"
+    if inp.accuracy is None:
+        return False, _skipped(inp)
+    verdict = judge(inp.accuracy_freeze, inp.accuracy)
+    return verdict.passed, verdict.evidence
 
 
 def available_rows(profile: ProfileRecord) -> set[str]:

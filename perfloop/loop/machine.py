@@ -29,6 +29,7 @@ import git
 import perfloop
 from perfloop.bench.ab import SequentialRule, higher_is_better
 from perfloop.ledger.anchor import LedgerBrokenError, read_anchor, write_anchor
+from perfloop.ledger.eval_records import AccuracyFreeze, AccuracyRun
 from perfloop.ledger.evidence_records import CandidateFacts, MeasuredOutputs, PhaseCrash, TamperReport
 from perfloop.ledger.records import (
     Attempt,
@@ -47,7 +48,7 @@ from perfloop.ledger.records import (
 )
 from perfloop.ledger.store import MANIFEST, Ledger, atomic_write_model, sha256_file
 from perfloop.ledger.verify import verify_ledger
-from perfloop.loop import children, harness
+from perfloop.loop import accuracy, children, harness
 from perfloop.loop import states as S
 from perfloop.loop import worktrees as wt
 from perfloop.loop.candidate import FrozenGuard, candidate_facts, changed_recorded
@@ -421,6 +422,11 @@ class Run:
                     raise RuntimeError(f"target.reference_command exited {code}; see freeze/reference.log")
                 reference_sha = sha256_file(ref)
                 files += [ref, out / "reference.log"]
+            if self.spec.accuracy is not None:
+                frozen_acc = self._freeze_accuracy(side, files)
+                if (broken := accuracy.baseline_broken(frozen_acc)) is not None:
+                    self._go(S.BLOCKED, files, reason=broken)
+                    return
             self.notify("FREEZE: A/A run of the base to set the noise band")
             margin = self._margin()
             until = self._rule(margin=margin) if margin else None
@@ -438,6 +444,29 @@ class Run:
             self._go(S.UNPROVABLE, files, reason=unprovable_reason(record.noise_band, margin, aa))
             return
         self._go(S.BENCH, files, round=1)
+
+    def _evaluate(self, side: Side, folder: Path) -> tuple[AccuracyRun, list[Path]]:
+        """The accuracy phase of `side` (served from its worktree); its server log goes on record."""
+        assert self.spec.accuracy is not None
+        self.notify(f"{self.state.state}: accuracy eval of {side.name} (task set + logprob consistency)")
+        out = folder / "accuracy"
+        run = accuracy.evaluate(side, self.spec.accuracy, self.root, out, self.spec.measure.torch_threads)
+        self.notify(
+            f"{self.state.state}: {side.name} accuracy {run.task.accuracy:.3f} on {run.task.items} items "
+            f"({run.launch_s + run.task_s + run.consistency_s:.0f}s)"
+        )
+        return run, [p for p in sorted(out.rglob("*")) if p.is_file()]
+
+    def _freeze_accuracy(self, side: Side, files: list[Path]) -> AccuracyFreeze:
+        """FREEZE: the baseline's accuracy phase and the bars it sets (appended to `files`)."""
+        assert self.spec.accuracy is not None
+        if isinstance(self.backend, RemoteBackend):
+            # A ValueError: the same on every retry, so the run ends BLOCKED with this reason at once.
+            raise ValueError("accuracy: the gate serves targets on the loop's host, not through a GPU runner")
+        run, logs = self._evaluate(side, self.root / "freeze")
+        frozen = accuracy.freeze_bars(self.spec.accuracy, run)
+        files += [*logs, self.ledger.write_model(accuracy.FREEZE_FILE, frozen)]
+        return frozen
 
     def _margin(self) -> float | None:
         """The lead the objective asks for, when it asks for one (the noise band must be below it)."""
@@ -614,20 +643,24 @@ class Run:
         side, done = self._target_side("candidate", st.pending_commit or "", "candidate")
         log = self.round_dir / "validation.log"
         command = self.spec.target.correctness
+        files: list[Path] = []
         try:
             code, out = self._shell(command, side.tree, log)
+            report = _last_json(out)
+            record = ValidationRecord(
+                command=command,
+                returncode=code,
+                passed=code == 0 and (report.passed if report else True),
+                checks=report.checks if report else {},
+                log_file=self._rel(log),
+            )
+            self.notify(f"VALIDATE: {'passed' if record.passed else 'FAILED'} {record.checks}")
+            if record.passed and self.spec.accuracy is not None:
+                run, files = self._evaluate(side, self.round_dir)
+                files.append(self.ledger.write_model(f"{rel}/accuracy.json", run))
         finally:
             done()
-        report = _last_json(out)
-        record = ValidationRecord(
-            command=command,
-            returncode=code,
-            passed=code == 0 and (report.passed if report else True),
-            checks=report.checks if report else {},
-            log_file=self._rel(log),
-        )
-        self.notify(f"VALIDATE: {'passed' if record.passed else 'FAILED'} {record.checks}")
-        self._go(S.REVALIDATE, [self.ledger.write_model(f"{rel}/validation.json", record), log])
+        self._go(S.REVALIDATE, [self.ledger.write_model(f"{rel}/validation.json", record), log, *files])
 
     def _shell(
         self, command: str, tree: Path | None, log: Path, writes: Path | None = None
@@ -712,11 +745,12 @@ class Run:
             crash=self._optional("crash.json", PhaseCrash),
             tampered=tampered,
             outputs=outputs,
+            accuracy_freeze=_optional(self.root / accuracy.FREEZE_FILE, AccuracyFreeze),
+            accuracy=self._optional("accuracy.json", AccuracyRun),
         )
 
     def _optional(self, rel: str, model: type) -> Any:
-        path = self.round_dir / rel
-        return model.model_validate_json(path.read_text()) if path.exists() else None
+        return _optional(self.round_dir / rel, model)
 
     def _do_review(self) -> None:
         st = self.state
@@ -789,7 +823,7 @@ class Run:
 
 # Output folders of the measuring states, relative to the freeze or round folder.
 _OUTPUTS = {
-    S.FREEZE: ["aa"],
+    S.FREEZE: ["aa", "accuracy"],
     S.BENCH: ["bench-*"],
     S.PROFILE: ["profile", "peer-profile"],
     S.REVALIDATE: ["revalidate"],
@@ -826,6 +860,10 @@ def target_launch_at(run: Run, commit: str) -> str:
     side, done = run._target_side("base", commit, "base-peer")
     done()
     return side.launch
+
+
+def _optional(path: Path, model: type) -> Any:
+    return model.model_validate_json(path.read_text()) if path.exists() else None
 
 
 def _trailer(message: str, key: str) -> str:

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from perfloop.ledger.anchor import anchor_ref, read_anchor  # noqa: E402
+from perfloop.ledger.eval_records import AccuracyFreeze, AccuracyRun  # noqa: E402
 from perfloop.ledger.records import (  # noqa: E402
     BenchRecord,
     FreezeRecord,
@@ -25,6 +26,8 @@ from perfloop.ledger.records import (  # noqa: E402
 )
 from perfloop.ledger.store import MANIFEST, Ledger  # noqa: E402
 from perfloop.ledger.verify import verify_ledger  # noqa: E402
+from perfloop.loop.accuracy import FREEZE_FILE as ACCURACY_FREEZE  # noqa: E402
+from perfloop.loop.accuracy import judge  # noqa: E402
 from perfloop.loop.templates import render  # noqa: E402
 
 
@@ -35,8 +38,10 @@ def _load(path: Path, model: type) -> Any:
 def round_views(root: Path) -> list[dict[str, Any]]:
     """Per round: every record the report shows."""
     views = []
+    frozen = _load(root / ACCURACY_FREEZE, AccuracyFreeze)
     for folder in sorted((root / "rounds").glob("[0-9][0-9][0-9]")):
         benches = [_load(p, BenchRecord) for p in sorted(folder.glob("bench-*.json"))]
+        acc = _load(folder / "accuracy.json", AccuracyRun)
         views.append(
             {
                 "number": int(folder.name),
@@ -48,6 +53,8 @@ def round_views(root: Path) -> list[dict[str, Any]]:
                 "revalidate": _load(folder / "revalidate.json", BenchRecord),
                 "review": _load(folder / "review.json", ReviewRecord),
                 "summary": _load(folder / "summary.json", RoundSummary),
+                "accuracy": acc,
+                "accuracy_judgement": judge(frozen, acc) if frozen and acc else None,
             }
         )
     return views
@@ -210,6 +217,7 @@ def build_report(root: Path, out: Path | None = None) -> Path:
         run_root=root,
         spec_yaml=reproduce_spec(manifest.spec),
         launches=launches(manifest.spec),
+        accuracy=_load(root / ACCURACY_FREEZE, AccuracyFreeze),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

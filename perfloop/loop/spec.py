@@ -193,6 +193,40 @@ class MeasureSpec(_Strict):
     max_concurrency: int | None = Field(None, ge=1, description="Requests in flight (None: all at once).")
 
 
+class AccuracySpec(_Strict):
+    """The `accuracy` gate: a task eval and logprob consistency at FREEZE (baseline) and VALIDATE."""
+
+    items: str = Field(
+        "builtin",
+        description="`builtin` (the shipped 84 items) or a JSONL of {id, context, choices, answer} "
+        "(relative: to the spec file's folder).",
+    )
+    max_items: int | None = Field(
+        None, ge=1, description="An evenly spaced subset of this many items, the same on every side."
+    )
+    dtype: str = Field("float32", description="Compute dtype of the target: the thresholds' minimums.")
+    floor: float = Field(0.5, ge=0, le=1, description="A baseline under this accuracy BLOCKs the run.")
+    tolerance: float | None = Field(
+        0.05, ge=0, description="Largest accepted accuracy drop; None: the baseline interval's half-width."
+    )
+    threshold_factor: float = Field(
+        10.0, ge=1, description="Consistency threshold = max(dtype minimum, this x the baseline's max)."
+    )
+    prompts: int = Field(4, ge=1, description="Seeded consistency prompts.")
+    prompt_len: int = Field(48, ge=2, description="Tokens per consistency prompt.")
+    tokens: int = Field(16, ge=1, description="Tokens generated per consistency prompt.")
+    vocab: int = Field(32000, gt=100, description="Consistency prompt ids are drawn from [100, vocab).")
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        from perfloop.eval.consistency import THRESHOLDS
+
+        if value not in THRESHOLDS:
+            raise ValueError(f"{value!r} is not one of {', '.join(THRESHOLDS)}")
+        return value
+
+
 class GoalSpec(_Strict):
     """A whole goal, from flags or `--spec goal.yaml`."""
 
@@ -222,6 +256,9 @@ class GoalSpec(_Strict):
         "(built in: playbook, external, anthropic).",
     )
     agent: AgentSpec = Field(default_factory=AgentSpec, description="Model settings of API patchers.")
+    accuracy: AccuracySpec | None = Field(
+        None, description="The accuracy gate (task eval + logprob consistency); None: not checked."
+    )
     artifact_root: Path = Field(Path("artifacts"), description="Where run folders are written.")
     run_id: str | None = Field(None, description="Run id; default a timestamp.")
 
@@ -254,6 +291,7 @@ class GoalSpec(_Strict):
         except ValueError as exc:
             raise SpecError(f"target.launch: {exc}") from exc
         self._check_paths()
+        self._check_items()
         uses_api = entry.uses_api or self.agent.review_model
         if uses_api and self.budgets.max_api_usd <= 0:
             raise SpecError(
@@ -269,6 +307,16 @@ class GoalSpec(_Strict):
         if config and not (repo / config).is_file():
             raise SpecError(f"target.engine_config_file: {config!r} is not a file in {repo}")
 
+    def _check_items(self) -> None:
+        from perfloop.eval.items import load_items
+
+        if self.accuracy is None or self.accuracy.items == "builtin":
+            return
+        try:
+            load_items(Path(self.accuracy.items))
+        except (OSError, ValueError) as exc:
+            raise SpecError(f"accuracy.items: {str(exc).splitlines()[0]}") from exc
+
     def tolerance_sha256(self) -> str:
         """Hash of the tolerance table, the stop rules and the measurement settings (frozen)."""
         doc = {
@@ -276,6 +324,8 @@ class GoalSpec(_Strict):
             "stop": self.stop.model_dump(),
             "measure": self.measure.model_dump(),
         }
+        if self.accuracy is not None:  # only when set: the hashes of runs without it stay as they were
+            doc["accuracy"] = self.accuracy.model_dump()
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -290,6 +340,9 @@ def load_spec(path: Path) -> GoalSpec:
     repo = (data.get("target") or {}).get("repo") if isinstance(data.get("target"), dict) else None
     if isinstance(repo, str) and not Path(repo).expanduser().is_absolute():
         data["target"]["repo"] = str((path.parent / repo).resolve())
+    items = data["accuracy"].get("items") if isinstance(data.get("accuracy"), dict) else None
+    if isinstance(items, str) and items != "builtin" and not Path(items).expanduser().is_absolute():
+        data["accuracy"]["items"] = str((path.parent / items).resolve())
     return parse_spec(data)
 
 

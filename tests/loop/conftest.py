@@ -36,11 +36,16 @@ def target_repo(tmp_path: Path) -> Path:
     )
     (repo / "bench").mkdir()
     (repo / "bench" / "workload.py").write_text("PROMPTS = 8\n")
+    return commit_all(repo, "target")
+
+
+def commit_all(repo: Path, message: str) -> Path:
+    """Make `repo` a git repository with everything in it committed; returns it."""
     r = git.Repo.init(repo)
     r.git.config("user.email", "t@example.com")
     r.git.config("user.name", "t")
     r.git.add("-A")
-    r.index.commit("target")
+    r.index.commit(message)
     return repo
 
 
