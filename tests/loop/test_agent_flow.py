@@ -205,7 +205,7 @@ def test_a_registered_patcher_is_accepted_by_the_spec_and_the_cli(
     tmp_path: Path, target_repo: Path, test_only_patcher: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert parse_spec(_spec_data(target_repo, tmp_path) | {"patcher": "test-only"}).patcher == "test-only"
-    monkeypatch.setattr("perfloop.loop.cli.ProcessBackend", FakeBackend)
+    monkeypatch.setattr("perfloop.loop.driving.ProcessBackend", FakeBackend)
     (tmp_path / "goal.yaml").write_text(yaml.safe_dump(_spec_data(target_repo, tmp_path)))
     other_root = tmp_path / "elsewhere"
     result = CliRunner().invoke(
