@@ -5,6 +5,7 @@ Runs the installed `perfloop` console script in a subprocess, as a user would.
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import socket
@@ -157,3 +158,12 @@ def test_listed_help_matches_the_command(name: str) -> None:
 def test_bare_goal_help_mentions_the_quickstart() -> None:
     result = perfloop("goal", "--help")
     assert result.returncode == 0 and "quickstart" in result.stdout
+
+
+def test_help_in_a_pipe_keeps_option_names_whole() -> None:
+    # typer squeezes help to 80 columns when stdout is not a terminal, cutting names to `--random-input-…`
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH")}  # pytest sets 80
+    result = subprocess.run([PERFLOOP, "bench", "run", "--help"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0
+    for name in ("--random-input-len", "--random-range-ratio", "--enable-chunked-prefill"):
+        assert name in result.stdout, result.stdout
