@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -110,12 +111,9 @@ def submit(root: Path, commit: str | None, rationale: str, cite: list[str], gpu_
         raise typer.BadParameter(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - nothing was lost: say so in one line
         state = current_state(run.root).state
-        console.print(
-            f"[red]error[/red]: submit failed: {exc}; the run is in {state}, worktrees kept; "
-            f"rerun `perfloop goal {'submit' if state == S.WAITING_FOR_PATCH else 'resume'} {run.root}`",
-            soft_wrap=True,
-        )
-        raise typer.Exit(1) from exc
+        again = "submit" if state == S.WAITING_FOR_PATCH else "resume"
+        kept = f"the run is in {state}, worktrees kept; rerun `perfloop goal {again} {run.root}`"
+        _fail(f"submit failed: {exc}; {kept}", exc)
     drive(run)
 
 
@@ -145,16 +143,18 @@ def drive(run: Run) -> None:
         return
     except MeasureError as exc:
         # Already recorded as a failed attempt of the state (an `error` event); resume retries it.
-        console.print(f"[red]error[/red]: {exc}\nrecorded; `perfloop goal resume {run.root}` retries it")
-        raise typer.Exit(1) from exc
+        _fail(f"{exc}\nrecorded; `perfloop goal resume {run.root}` retries it", exc)
     except Exception as exc:  # noqa: BLE001 - a one-line message; the ledger's error event has the rest
-        console.print(
-            f"[red]error[/red]: {run.state.state} failed: {_first_line(exc)}; "
-            f"`perfloop goal resume {run.root}` retries it",
-            soft_wrap=True,
+        _fail(
+            f"{run.state.state} failed: {_first_line(exc)}; `perfloop goal resume {run.root}` retries it", exc
         )
-        raise typer.Exit(1) from exc
     _finish(run)
+
+
+def _fail(message: str, exc: Exception) -> NoReturn:
+    """Print the error and exit 1."""
+    console.print(f"[red]error[/red]: {message}", soft_wrap=True)
+    raise typer.Exit(1) from exc
 
 
 def _first_line(exc: Exception) -> str:
