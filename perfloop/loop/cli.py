@@ -1,4 +1,8 @@
-"""`perfloop goal ...` (the loop) and `perfloop report` (the PR report)."""
+"""`perfloop goal ...` (the loop) and `perfloop report` (the PR report).
+
+Argument parsing and the read-only commands; driving a run (perfloop/loop/driving.py) and drawing
+the report are imported by the commands that do them, so help and `goal status` stay light.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +30,6 @@ console = make_console()
 RUN_HELP = "Run id, or relative or absolute folder."
 WAIT_POLL_S = 1.0
 STALE_POLLS = 5  # polls with no driver and no new event before `goal wait` says the run is idle
-
-
 GPU_CMD_HELP = "Run GPU phases as batch jobs through this command ({bundle}, {out}, {archive}; or `manual`)."
 
 
