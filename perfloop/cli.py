@@ -18,6 +18,7 @@ from typer import _click as click
 from typer.core import TyperCommand, TyperGroup
 
 from perfloop.errors import UserError, one_line
+from perfloop.terminal import LOG_WIDTH
 
 # name -> (module:attribute of the Typer app or command function, its one-line help).
 # The help is repeated here so that listing needs no import; tests/test_cli_errors.py checks
@@ -115,6 +116,10 @@ class PerfloopGroup(TyperGroup):
         self, args: Sequence[str] | None = None, *rest: Any, standalone_mode: bool = True, **extra: Any
     ) -> Any:
         argv = sys.argv[1:] if args is None else list(args)
+        if args is None and not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+            # Help read from a pipe or a log (an agent's, often): typer would squeeze it to 80
+            # columns and cut option names; it reads TERMINAL_WIDTH when it first renders.
+            os.environ.setdefault("TERMINAL_WIDTH", str(LOG_WIDTH))
         try:
             rv = super().main(argv, *rest, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:  # typer has printed the help already

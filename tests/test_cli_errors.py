@@ -5,6 +5,7 @@ Runs the installed `perfloop` console script in a subprocess, as a user would.
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import socket
@@ -103,14 +104,12 @@ def test_cuda_on_a_cpu_host() -> None:
 
 
 def test_serve_on_a_busy_port_fails_before_loading(busy_port: int) -> None:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = perfloop("serve", *TINY, "--port", str(busy_port))
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result, cpu = cpu_seconds("serve", *TINY, "--port", str(busy_port))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == result.stderr.strip().splitlines()[0]
     assert f"--port: {busy_port}" in result.stderr and "in use" in result.stderr
     # no model load, not even the torch import (about 2 s of CPU alone)
-    assert (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime) < 1.0
+    assert cpu < 1.0, f"{cpu:.2f} s of CPU"
 
 
 @pytest.mark.slow
@@ -120,19 +119,38 @@ def test_debug_shows_the_traceback() -> None:
     assert "Traceback" in result.stderr and "EngineConfigError" in result.stderr
 
 
-def test_help_is_light() -> None:
+def cpu_seconds(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run the console script: its result and CPU time (not wall time: the machine may be busy)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = perfloop("--help")
+    result = perfloop(*args)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return result, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def test_help_is_light() -> None:
+    result, cpu = cpu_seconds("--help")
     assert result.returncode == 0
     for name in COMMANDS:
         assert name in result.stdout
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     assert cpu < 1.0, f"perfloop --help used {cpu:.2f} s of CPU"
 
 
-def test_cli_imports_no_engine() -> None:
-    code = "import sys, perfloop.cli; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+@pytest.mark.parametrize(
+    "args", [["goal"], ["goal", "status"], ["goal", "run"], ["report"], ["bench"], ["eval"], ["kernel"]]
+)
+def test_subcommand_help_is_light(args: list[str]) -> None:
+    result, cpu = cpu_seconds(*args, "--help")
+    assert result.returncode == 0 and "Usage: " in result.stdout, result.stderr
+    assert cpu < 1.0, f"perfloop {' '.join(args)} --help used {cpu:.2f} s of CPU"
+
+
+HEAVY = ("torch", "transformers", "matplotlib", "numpy", "fastapi", "uvicorn", "perfloop.loop.machine")
+
+
+@pytest.mark.parametrize("module", ["perfloop.cli", *sorted({t.split(":")[0] for t, _ in COMMANDS.values()})])
+def test_cli_modules_import_nothing_heavy(module: str) -> None:
+    # what a command needs is imported inside it: help and light commands stay light
+    code = f"import sys, {module}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -145,3 +163,12 @@ def test_listed_help_matches_the_command(name: str) -> None:
 def test_bare_goal_help_mentions_the_quickstart() -> None:
     result = perfloop("goal", "--help")
     assert result.returncode == 0 and "quickstart" in result.stdout
+
+
+def test_help_in_a_pipe_keeps_option_names_whole() -> None:
+    # typer squeezes help to 80 columns when stdout is not a terminal, cutting names to `--random-input-…`
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH")}  # pytest sets 80
+    result = subprocess.run([PERFLOOP, "bench", "run", "--help"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0
+    for name in ("--random-input-len", "--random-range-ratio", "--enable-chunked-prefill"):
+        assert name in result.stdout, result.stdout

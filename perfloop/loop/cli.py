@@ -1,8 +1,11 @@
-"""`perfloop goal ...` (the loop) and `perfloop report` (the PR report)."""
+"""`perfloop goal ...` (the loop) and `perfloop report` (the PR report).
+
+Argument parsing and the read-only commands; driving a run (perfloop/loop/driving.py) and drawing
+the report are imported by the commands that do them, so help and `goal status` stay light.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -14,21 +17,9 @@ from rich.table import Table
 from perfloop.ledger.anchor import LedgerBrokenError
 from perfloop.ledger.runs import ARTIFACTS, find_run, resolve_run
 from perfloop.ledger.verify import verify_ledger
-from perfloop.loop import states as S
-from perfloop.loop.machine import LoopError, Run
-from perfloop.loop.model_review import ModelReviewer
-from perfloop.loop.patchers.anthropic import ApiSettings, MissingKeyError, api_key
-from perfloop.loop.patchers.base import Patcher
-from perfloop.loop.patchers.registry import make_patcher, patcher_names
-from perfloop.loop.pricing import UnknownModelError
-from perfloop.loop.process_backend import MeasureError, ProcessBackend
-from perfloop.loop.quickstart import make_target_repo, quickstart_spec
-from perfloop.loop.remote import JobPending, RemoteBackend, import_out
-from perfloop.loop.report import build_report
-from perfloop.loop.spec import GoalSpec, SpecError, load_spec, parse_spec
-from perfloop.loop.status import current_state, is_driven, run_status, transitions
+from perfloop.loop.patchers.registry import patcher_names
+from perfloop.loop.status import is_driven, run_status, transitions
 from perfloop.loop.templates import write_example_spec
-from perfloop.loop.worktrees import TargetRepoError
 from perfloop.terminal import make_console
 
 app = typer.Typer(
@@ -39,101 +30,12 @@ console = make_console()
 RUN_HELP = "Run id, or relative or absolute folder."
 WAIT_POLL_S = 1.0
 STALE_POLLS = 5  # polls with no driver and no new event before `goal wait` says the run is idle
-
-
-def _patcher(spec: GoalSpec) -> Patcher:
-    try:
-        return make_patcher(spec, _notify)
-    except MissingKeyError as exc:
-        console.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(2) from exc
-    except UnknownModelError as exc:
-        raise typer.BadParameter(str(exc).removeprefix("--model: "), param_hint="--model") from exc
-
-
-def _reviewer(spec: GoalSpec) -> ModelReviewer | None:
-    """The optional model reviewer of `--review-model`."""
-    if not spec.agent.review_model:
-        return None
-    try:
-        api_key()
-        return ModelReviewer(ApiSettings(model=spec.agent.review_model))
-    except MissingKeyError as exc:
-        console.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(2) from exc
-    except UnknownModelError as exc:
-        raise typer.BadParameter(str(exc).removeprefix("--model: "), param_hint="--review-model") from exc
-
-
-def _notify(message: str) -> None:
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}", soft_wrap=True)
-
-
 GPU_CMD_HELP = "Run GPU phases as batch jobs through this command ({bundle}, {out}, {archive}; or `manual`)."
 
 
 def _root(ctx: typer.Context, run: str) -> Path:
     """The absolute run folder of a run id or a relative or absolute path (resolved once, here)."""
     return resolve_run(run, ctx.obj or ARTIFACTS)
-
-
-def _backend(spec: GoalSpec, gpu_cmd: str | None = None) -> ProcessBackend:
-    """Local child processes, or batch jobs through `--gpu-cmd` / `target.gpu_cmd`."""
-    runner = gpu_cmd or spec.target.gpu_cmd
-    return RemoteBackend(runner) if runner else ProcessBackend()
-
-
-def _open(root: Path, gpu_cmd: str | None = None) -> Run:
-    spec = GoalSpec.model_validate(json.loads((root / "manifest.json").read_text())["spec"])
-    return Run(root, _backend(spec, gpu_cmd), _patcher(spec), _notify, _reviewer(spec))
-
-
-def _finish(run: Run) -> None:
-    """Print where the run stopped, verify the ledger, and write the report."""
-    state = run.state
-    if state.state == S.WAITING_FOR_PATCH:
-        tree, prompt = run.root / "work" / f"agent-{state.round:03d}", run.round_dir / "prompt.md"
-        console.print(f"[yellow]WAITING_FOR_PATCH[/yellow]: read {prompt}", soft_wrap=True)
-        console.print(f"commit in {tree}, then: perfloop goal submit {run.root}", soft_wrap=True)
-        return
-    report = verify_ledger(run.root, against_branch=True)
-    status = "[green]verified[/green]" if report.ok else f"[red]BROKEN at {report.broken}[/red]"
-    console.print(f"[bold]{state.state}[/bold]: {state.reason}", soft_wrap=True)
-    console.print(f"ledger {status}: {run.root} ({report.events} events)", soft_wrap=True)
-    console.print(f"report: {build_report(run.root)}", soft_wrap=True)
-
-
-def _drive(run: Run) -> None:
-    try:
-        run.drive()
-    except (LoopError, LedgerBrokenError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="RUN") from exc
-    except JobPending as exc:
-        console.print(f"[yellow]waiting for a GPU job[/yellow]: {exc}")
-        return
-    except MeasureError as exc:
-        # Already recorded as a failed attempt of the state (an `error` event); resume retries it.
-        console.print(f"[red]error[/red]: {exc}\nrecorded; `perfloop goal resume {run.root}` retries it")
-        raise typer.Exit(1) from exc
-    except Exception as exc:  # noqa: BLE001 - a one-line message; the ledger's error event has the rest
-        console.print(
-            f"[red]error[/red]: {run.state.state} failed: {_first_line(exc)}; "
-            f"`perfloop goal resume {run.root}` retries it",
-            soft_wrap=True,
-        )
-        raise typer.Exit(1) from exc
-    _finish(run)
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
-def _start(spec: GoalSpec) -> Run:
-    try:
-        return Run.create(spec, _backend(spec), _patcher(spec), _notify, _reviewer(spec))
-    except (TargetRepoError, LoopError, SpecError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
 
 
 @app.callback()
@@ -149,11 +51,9 @@ def goal(
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     if ctx.invoked_subcommand is not None:
         return
-    root = artifact_root or ARTIFACTS
-    run_id = "quickstart-" + time.strftime("%Y%m%d-%H%M%S")
-    repo = make_target_repo(root.resolve() / "quickstart-targets" / run_id)
-    console.print(f"quickstart: mis-tuned target repo at {repo}; run {run_id}")
-    _drive(_start(quickstart_spec(repo, root, run_id)))
+    from perfloop.loop import driving  # the state machine and its backends: only to drive a run
+
+    driving.quickstart(artifact_root or ARTIFACTS)
 
 
 @app.command("run")
@@ -175,6 +75,9 @@ def run_goal(
     gpu_cmd: str = typer.Option(None, "--gpu-cmd", help=GPU_CMD_HELP),
 ) -> None:
     """Start a run; drive it until it ends or waits for a patch (both exit 0: the process ends)."""
+    from perfloop.loop import driving  # the state machine and its backends: only to drive a run
+    from perfloop.loop.spec import SpecError, load_spec, parse_spec
+
     try:
         data = load_spec(spec).model_dump(mode="json")
     except SpecError as exc:
@@ -195,7 +98,7 @@ def run_goal(
         goal_spec = parse_spec(data)
     except SpecError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    _drive(_start(goal_spec))
+    driving.drive(driving.start(goal_spec))
 
 
 @app.command("init")
@@ -208,6 +111,8 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented goal spec for REPO, from the closest spec in examples/; edit it, then `goal run`."""
+    from perfloop.loop.spec import SpecError, load_spec  # numpy, through the workload models
+
     if out.exists() and not force:
         raise typer.BadParameter(f"{out} exists; pass --force to overwrite", param_hint="--out")
     try:
@@ -229,7 +134,9 @@ def resume(
     gpu_cmd: str = typer.Option(None, "--gpu-cmd", help=GPU_CMD_HELP),
 ) -> None:
     """Continue a run after a crash, kill or stop request, from its last recorded transition."""
-    _drive(_open(_root(ctx, run), gpu_cmd))
+    from perfloop.loop import driving
+
+    driving.drive(driving.open_run(_root(ctx, run), gpu_cmd))
 
 
 @app.command("import")
@@ -239,13 +146,9 @@ def import_job(
     archive: Path = typer.Argument(..., help="out.tgz of a job bundle run by hand (`--gpu-cmd manual`)."),
 ) -> None:
     """Hand a waiting run the out/ of its GPU job, then continue it."""
-    loop = _open(_root(ctx, run))
-    try:
-        bundle = import_out(loop.root, archive)
-    except (MeasureError, OSError, ValueError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="ARCHIVE") from exc
-    console.print(f"imported the out/ of job {bundle.name}")
-    _drive(loop)
+    from perfloop.loop import driving  # the state machine and its backends: only to drive a run
+
+    driving.import_job(_root(ctx, run), archive)
 
 
 @app.command("submit")
@@ -258,20 +161,9 @@ def submit(
     gpu_cmd: str = typer.Option(None, "--gpu-cmd", help=GPU_CMD_HELP),
 ) -> None:
     """Hand the waiting run an external agent's commit; the loop validates, revalidates and reviews it."""
-    loop = _open(_root(ctx, run), gpu_cmd)
-    try:
-        loop.submit(commit, rationale, cite)
-    except (LoopError, TargetRepoError, LedgerBrokenError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    except Exception as exc:  # noqa: BLE001 - nothing was lost: say so in one line
-        state = current_state(loop.root).state
-        console.print(
-            f"[red]error[/red]: submit failed: {exc}; the run is in {state}, worktrees kept; "
-            f"rerun `perfloop goal {'submit' if state == S.WAITING_FOR_PATCH else 'resume'} {loop.root}`",
-            soft_wrap=True,
-        )
-        raise typer.Exit(1) from exc
-    _drive(loop)
+    from perfloop.loop import driving
+
+    driving.submit(_root(ctx, run), commit, rationale, cite, gpu_cmd)
 
 
 @app.command("status")
@@ -352,8 +244,10 @@ def wait(
 @app.command("stop")
 def stop(ctx: typer.Context, run: str = typer.Argument(..., help=RUN_HELP)) -> None:
     """Abort the run now, or at the next transition when a process is driving it."""
+    from perfloop.loop import driving
+
     try:
-        console.print(_open(_root(ctx, run)).stop())
+        console.print(driving.open_run(_root(ctx, run)).stop())
     except LedgerBrokenError as exc:
         raise typer.BadParameter(str(exc), param_hint="RUN") from exc
 
@@ -363,5 +257,8 @@ def report(
     out: Path = typer.Option(None, "--out", help="Report path (default: RUN/report.md)."),
 ) -> None:
     """Render the Markdown PR report of a run from its ledger."""
-    path = build_report(resolve_run(run), out)
+    root = resolve_run(run)
+    from perfloop.loop.report import build_report  # matplotlib: only once there is a run to draw
+
+    path = build_report(root, out)
     console.print(f"report: {path}")

@@ -66,6 +66,7 @@ from perfloop.loop.process_backend import IntegrityError
 from perfloop.loop.remote import JobPending, RemoteBackend
 from perfloop.loop.secrets import redact
 from perfloop.loop.spec import GoalSpec
+from perfloop.loop.status import LOCK
 from perfloop.loop.summary import render_summary
 from perfloop.loop.verdicts import verdict_line
 from perfloop.profilers.rows import parse_cites
@@ -74,7 +75,6 @@ STOP_REQUEST = "STOP"
 WORKLOAD = "freeze/workload.json"  # the frozen workload, for correctness commands' {workload}
 CANDIDATE_PHASES = (S.VALIDATE, S.REVALIDATE)  # where a candidate's code runs: guarded, crashes reject it
 FAILURES = (subprocess.SubprocessError, RuntimeError, OSError, ValueError)
-LOCK = ".lock"
 ATTEMPT = "attempt.json"  # the state a driver is running; still there after a kill
 BLOCK_AFTER = 3  # the same state failing this often in one round is a blocker, not bad luck
 HOLD_ENV = "PERFLOOP_HOLD_AT"  # "STATE[:seconds]": pause on entering STATE (crash tests kill it there)

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from perfloop.ledger.records import Event, LoopState, RoundSummary
 from perfloop.ledger.store import Ledger
 from perfloop.loop import states as S
-from perfloop.loop.machine import LOCK
+
+LOCK = ".lock"  # flock-ed by the process driving the run (Run._locked)
 
 
 class RoundStatus(BaseModel):

@@ -56,15 +56,18 @@ def step_costs(cfg: ModelConfig, batch: int, context: int, stage: str, dtype_byt
     prefill = `batch` prompts of `context` tokens (causal attention).
 
     The operators are the decoder's; the family's switches (`ModelConfig.qkv_bias`, `qk_norm`,
-    from `engine.models.families`) add their bias reads and q/k norms.
+    from `engine.models.families`) add their bias reads and q/k norms. `lm_head` runs on one row
+    per sequence in both stages: the engine computes logits only for each sequence's last token.
     """
     tokens = batch if stage == "decode" else batch * context
     b, layers = dtype_bytes, cfg.num_hidden_layers
 
-    def gemm(name: str, k: int, n: int, n_layers: int = layers, bias: bool = False) -> OpCost:
-        # weights (and bias) read once per step; activations in and out per token
-        flops = 2.0 * tokens * k * n + (tokens * n if bias else 0)
-        nbytes = (k * n + tokens * (k + n) + (n if bias else 0)) * b
+    def gemm(
+        name: str, k: int, n: int, n_layers: int = layers, bias: bool = False, rows: int = tokens
+    ) -> OpCost:
+        # weights (and bias) read once per step; activations in and out per row
+        flops = 2.0 * rows * k * n + (rows * n if bias else 0)
+        nbytes = (k * n + rows * (k + n) + (n if bias else 0)) * b
         return OpCost(
             stage=stage, operator=name, family="gemm", flops=flops * n_layers, bytes=float(nbytes * n_layers)
         )
@@ -77,7 +80,7 @@ def step_costs(cfg: ModelConfig, batch: int, context: int, stage: str, dtype_byt
         gemm("gate_up_proj", cfg.hidden_size, 2 * cfg.intermediate_size),
         gemm("down_proj", cfg.intermediate_size, cfg.hidden_size),
         _elementwise_cost(cfg, tokens, stage, b),
-        gemm("lm_head", cfg.hidden_size, cfg.vocab_size, n_layers=1),
+        gemm("lm_head", cfg.hidden_size, cfg.vocab_size, n_layers=1, rows=batch),
     ]
 
 

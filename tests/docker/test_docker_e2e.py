@@ -88,7 +88,8 @@ def test_health_timeout_carries_the_last_log_lines(
     script = "print('still warming up on {port}', flush=True); import time; time.sleep(600)"
     launch = f'--pull never --entrypoint python {base_image} -c "{script}"'
     with pytest.raises(LaunchError, match="not ready") as err:
-        with DockerLauncher(launch, health_timeout=4, log_path=tmp_path / "s.log"):
+        # long enough for a busy host to start the container and print; it never becomes healthy
+        with DockerLauncher(launch, health_timeout=30, log_path=tmp_path / "s.log"):
             pass
     assert "still warming up" in str(err.value)
 

@@ -205,7 +205,7 @@ def test_a_registered_patcher_is_accepted_by_the_spec_and_the_cli(
     tmp_path: Path, target_repo: Path, test_only_patcher: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert parse_spec(_spec_data(target_repo, tmp_path) | {"patcher": "test-only"}).patcher == "test-only"
-    monkeypatch.setattr("perfloop.loop.cli.ProcessBackend", FakeBackend)
+    monkeypatch.setattr("perfloop.loop.driving.ProcessBackend", FakeBackend)
     (tmp_path / "goal.yaml").write_text(yaml.safe_dump(_spec_data(target_repo, tmp_path)))
     other_root = tmp_path / "elsewhere"
     result = CliRunner().invoke(
@@ -264,7 +264,7 @@ def test_wait_returns_at_once_on_a_waiting_run_and_names_the_next_step(
 
 def test_wait_on_a_run_nobody_drives_says_resume(tmp_path: Path, target_repo: Path) -> None:
     run = Run.create(make_spec(target_repo, tmp_path), FakeBackend(), ScriptedPatcher([]))
-    result = run_cli("goal", "wait", str(run.root), "--timeout", "60")
+    result = run_cli("goal", "wait", str(run.root), "--timeout", "600")  # it ends after 5 idle polls
     assert result.returncode == 1
     assert f"perfloop goal resume {run.root}" in result.stdout
 
@@ -361,7 +361,7 @@ def test_progress_lines_without_a_terminal(
     monkeypatch.setattr(process_backend, "PROGRESS_EVERY_S", 0.01)
     seen = threading.Event()
     with process_backend._heartbeat("profile", ["capturing the trace\n"]):
-        for _ in range(1000):  # until the first line is out (no timing assertion)
+        for _ in range(10_000):  # until the first line is out (no timing assertion; bounds a hang)
             if "profile:" in capsys.readouterr().err:
                 seen.set()
                 break

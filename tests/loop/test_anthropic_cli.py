@@ -12,8 +12,8 @@ from fake_messages_api import message, serve, tool
 from test_anthropic_loop import KEY, good_turns
 from typer.testing import CliRunner
 
-import perfloop.loop.cli as loop_cli
 from perfloop.cli import app
+from perfloop.loop import driving
 
 
 def write_spec(tmp_path: Path, repo: Path) -> Path:
@@ -31,7 +31,7 @@ def invoke(*args: str, **env: str | None) -> tuple[int, str]:
 def test_flags_reach_the_patcher_the_reviewer_and_the_manifest(
     tmp_path: Path, target_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop_cli, "ProcessBackend", FakeBackend)  # measurements are not under test here
+    monkeypatch.setattr(driving, "ProcessBackend", FakeBackend)  # measurements are not under test here
     review = message(tool("submit_review", verdict="ADVANCED", summary="ok", findings=[]))
     spec = write_spec(tmp_path, target_repo)
     with serve([*good_turns(), review]) as api:

@@ -51,14 +51,17 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
-def sandbox(tree: Path, allowed: list[str] | None = None, correctness: str = "true") -> Sandbox:
+def sandbox(
+    tree: Path, allowed: list[str] | None = None, correctness: str = "true", timeout_s: float = 300
+) -> Sandbox:
+    """A sandbox on `tree`; the correctness timeout is liveness only, unless a test is about it."""
     return Sandbox(
         tree=tree,
         allowed_paths=allowed or ["engine.yaml", "conf/**", "fast.yaml", "new/**"],
         correctness=correctness,
         reference=tree.parent / "reference.json",
         citeable_rows={"prefill/kernel_table/aten::mm"},
-        correctness_timeout_s=2,
+        correctness_timeout_s=timeout_s,
     )
 
 
@@ -152,7 +155,7 @@ def test_run_correctness_reports_exit_status_times_out_and_hides_the_key(
     assert "passed (exit 0)\nunset" in sandbox(tree, correctness=show_key).call("run_correctness", {})
     assert "FAILED (exit 3)" in sandbox(tree, correctness="exit 3").call("run_correctness", {})
     with pytest.raises(ToolError, match="timed out after 2 s"):
-        sandbox(tree, correctness="sleep 5").call("run_correctness", {})
+        sandbox(tree, correctness="sleep 5", timeout_s=2).call("run_correctness", {})
 
 
 def test_diff_paths_reads_git_and_plain_headers() -> None:

@@ -14,7 +14,7 @@ from perfloop.ledger.verify import verify_ledger
 
 @pytest.mark.slow
 def test_quickstart_runs_a_real_loop(tmp_path: Path) -> None:
-    result = run_cli("goal", "--artifact-root", str(tmp_path / "artifacts"), cwd=tmp_path, timeout=900)
+    result = run_cli("goal", "--artifact-root", str(tmp_path / "artifacts"), cwd=tmp_path, timeout=1800)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     match = re.search(r"report: (\S+report\.md)", out.replace("\n", ""))

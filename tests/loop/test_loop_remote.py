@@ -68,7 +68,7 @@ def test_goal_runs_every_gpu_phase_as_a_batch_job(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_failed_job_is_a_recorded_attempt(tmp_path: Path) -> None:
     spec = _spec(tmp_path, "failing")
-    result = run_cli("goal", "run", "--spec", str(spec), "--gpu-cmd", "echo gpu busy; exit 7", timeout=300)
+    result = run_cli("goal", "run", "--spec", str(spec), "--gpu-cmd", "echo gpu busy; exit 7", timeout=600)
     out = result.stdout + result.stderr
     assert result.returncode == 1 and "Traceback" not in out, out[-3000:]
     assert "brought nothing back" in out

@@ -30,6 +30,21 @@ def test_prefill_of_long_prompt_is_compute_bound() -> None:
     assert gemm.flops / (989e12) > gemm.bytes / 4.8e12
 
 
+def test_prefill_lm_head_computes_one_row_per_sequence() -> None:
+    # the engine computes logits for each sequence's last token only, not for every prompt token
+    cfg = load_model_config("preset:llama-3.1-8b")
+    h, v, batch, context = 4096, 128256, 4, 512
+    ops = {
+        stage: {c.operator: c for c in step_costs(cfg, batch, context, stage)}
+        for stage in ("prefill", "decode")
+    }
+    lm_head = ops["prefill"]["lm_head"]
+    assert lm_head.flops == 2.0 * batch * h * v
+    assert lm_head.bytes == (h * v + batch * (h + v)) * 2
+    assert ops["decode"]["lm_head"] == lm_head.model_copy(update={"stage": "decode"})
+    assert ops["prefill"]["down_proj"].flops == 2.0 * batch * context * 14336 * h * 32  # the rest: per token
+
+
 def test_capacity_rounds_requests_up_to_whole_blocks() -> None:
     cfg = load_model_config("preset:llama-3.1-8b")
     assert kv_bytes_per_token(cfg) == 2 * 32 * 8 * 128 * 2  # 128 KiB per token

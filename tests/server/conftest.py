@@ -75,7 +75,7 @@ def start_server(tmp: Path, *flags: str, api_key: str | None = None) -> Server:
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(proc, f"http://127.0.0.1:{port}", log_path, profile_dir, api_key)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # liveness only: loading is slow on a busy host
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()}")

@@ -99,10 +99,10 @@ def test_sigterm_finishes_in_flight_then_exits_0(long_server, stop) -> None:
 
     reader = threading.Thread(target=stream)
     reader.start()
-    assert got_first.wait(timeout=30)
+    assert got_first.wait(timeout=300)  # liveness only
     server.proc.send_signal(signal.SIGTERM)
-    reader.join(timeout=60)
-    assert stop(server) == 0
+    reader.join(timeout=300)
+    assert stop(server, timeout=300) == 0  # the drain of a busy host may take a while
     assert events[-1]["choices"][0]["finish_reason"] == "length"
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{server.url}/health", timeout=2)
@@ -111,5 +111,5 @@ def test_sigterm_finishes_in_flight_then_exits_0(long_server, stop) -> None:
 def test_sigint_exits_0(queue_server) -> None:
     server = queue_server
     server.proc.send_signal(signal.SIGINT)
-    assert server.proc.wait(timeout=30) == 0
+    assert server.proc.wait(timeout=120) == 0
     assert "Traceback" not in server.log()
