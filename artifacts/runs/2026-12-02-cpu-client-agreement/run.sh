@@ -5,11 +5,14 @@
 # ignore_eos, greedy, all requests sent at once. Peer clients run unmodified from the venv in $PEERS.
 #
 #   PEERS=/work/venv-peers/bin ./run.sh          # from anywhere; results land next to this file
+#   PEERS=... ROUNDS=1 WARMUPS=0 OUT=$PWD/no-warmup ./run.sh   # no client warm-ups (vLLM sends none anyway)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-$HERE}
 PEERS=${PEERS:?the bin folder of a venv with vllm 0.33.0 and sglang 0.5.23 (see README.md)}
 ROUNDS=${ROUNDS:-2}
+WARMUPS=${WARMUPS:-1}  # perfloop's and SGLang's warm-up requests (their defaults: 1)
+mkdir -p "$OUT"
 PORT=${PORT:-18731}
 URL=http://127.0.0.1:$PORT
 MODEL=preset:smollm2-135m
@@ -30,7 +33,7 @@ metrics() { curl -sf $URL/metrics > "$OUT/$1.metrics.txt"; }  # the server's own
 run_a() {
   metrics A-$1.before
   perfloop bench run --backend openai --url $URL --model $MODEL --dataset-name sharegpt --dataset-path "$DATA" \
-    --num-prompts $N --random-output-len $OLEN --num-warmups 1 --no-progress --output "$OUT/A-$1.json" > "$OUT/A-$1.log" 2>&1
+    --num-prompts $N --random-output-len $OLEN --num-warmups $WARMUPS --no-progress --output "$OUT/A-$1.json" > "$OUT/A-$1.log" 2>&1
   metrics A-$1.after
 }
 run_b() {
@@ -44,7 +47,7 @@ run_c() {
   metrics C-$1.before
   "$PEERS/python" -m sglang.bench_serving --backend vllm --base-url $URL --model $MODEL --tokenizer "$TOK" \
     --dataset-name sharegpt --dataset-path "$DATA" --sharegpt-output-len $OLEN --num-prompts $N \
-    --output-details --output-file "$OUT/C-$1.jsonl" > "$OUT/C-$1.log" 2>&1
+    --warmup-requests $WARMUPS --output-details --output-file "$OUT/C-$1.jsonl" > "$OUT/C-$1.log" 2>&1
   metrics C-$1.after
 }
 for r in $(seq "$ROUNDS"); do

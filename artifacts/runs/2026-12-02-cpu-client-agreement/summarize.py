@@ -1,6 +1,6 @@
 """Per-client metrics of the ABCCBA runs, their ratios to perfloop bench, and the server's own view.
 
-Run from the repository root:
+Run from the repository root (an argument: read that folder instead, e.g. no-warmup/):
     python artifacts/runs/2026-12-02-cpu-client-agreement/summarize.py > artifacts/runs/2026-12-02-cpu-client-agreement/summary.md
 
 1. Every run: the client's summary metrics, and what the server itself counted during that run
@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from pathlib import Path
 
 from perfloop.bench.metrics import RequestRecord, compute_metrics
 from perfloop.engine.server.metrics import parse
 
-HERE = Path(__file__).parent
+HERE = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent  # or another run's OUT folder
 KEYS = ("request_throughput", "output_throughput", "median_ttft_ms", "median_tpot_ms", "median_itl_ms",
         "mean_ttft_ms", "mean_itl_ms", "max_output_tokens_per_s", "total_input_tokens", "total_output_tokens")  # fmt: skip
 RATIO_KEYS = KEYS[:8]
