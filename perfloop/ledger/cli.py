@@ -20,18 +20,25 @@ def verify(
     against_branch: bool = typer.Option(
         False, "--against-branch", help="Also check the head anchored in the target repo at each RECORD."
     ),
+    allow_missing: list[str] = typer.Option(
+        [],
+        "--allow-missing",
+        help="Glob of recorded files that may be absent (e.g. '**/trace.json.gz'); repeatable.",
+    ),
 ) -> None:
     """Check the hash chain of events.jsonl and every recorded file; name the first broken record.
 
     Read-only: it never repairs anything.
     """
     root = resolve_run(run)
-    report = verify_ledger(root, against_branch=against_branch)
+    report = verify_ledger(root, against_branch=against_branch, allow_missing=allow_missing)
     if report.ok:
         anchored = f"; anchor {report.anchor}" if report.anchor else ""
         console.print(
             f"[green]ledger ok[/green]: {root} ({report.events} events, {report.files} files{anchored})"
         )
+        for item in report.absent:
+            console.print(f"absent (allowed by --allow-missing): {item}")
         return
     console.print(f"[red]ledger broken[/red]: {report.broken}: {report.problem}")
     raise typer.Exit(code=1)

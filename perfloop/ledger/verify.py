@@ -5,9 +5,11 @@ Read-only: verifying never writes, so a broken ledger stays broken until someone
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from fnmatch import fnmatch
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from perfloop.ledger.anchor import anchor_ref, check_anchor, read_anchor
 from perfloop.ledger.records import GENESIS, Event, Manifest
@@ -23,6 +25,9 @@ class VerifyReport(BaseModel):
     broken: str | None = None
     problem: str | None = None
     anchor: str | None = None  # "ref at commit: N events" when checked against the branch
+    absent: list[str] = Field(
+        default_factory=list, description="Recorded files absent by permission (allow_missing), with hashes."
+    )
 
 
 def _fail(events: int, files: int, broken: str, problem: str) -> VerifyReport:
@@ -63,10 +68,15 @@ def _head_problem(head: dict | None, lines: list[bytes]) -> tuple[str, str] | No
     return None
 
 
-def verify_ledger(root: Path, against_branch: bool = False) -> VerifyReport:
+def verify_ledger(
+    root: Path, against_branch: bool = False, allow_missing: Sequence[str] = ()
+) -> VerifyReport:
     """Walk `events.jsonl` checking each line's chain hash and shape, then every recorded file's hash.
 
     `against_branch` also checks the folder against the anchor committed in the target repo.
+    `allow_missing`: globs (on paths relative to the run) of recorded files that may be absent, e.g. a
+    large trace left out of a committed copy; they are listed in `absent`, and any present file is
+    still checked.
     """
     ledger = Ledger(root)
     if not (root / MANIFEST).exists():
@@ -93,13 +103,17 @@ def verify_ledger(root: Path, against_branch: bool = False) -> VerifyReport:
         return _fail(len(lines), 0, *problem)
     if MANIFEST not in recorded:
         return _fail(len(lines), 0, MANIFEST, "not recorded by any event")
+    absent = []
     for count, (rel, (digest, seq)) in enumerate(sorted(recorded.items(), key=lambda kv: kv[1][1])):
         path = root / rel
+        if not path.exists() and any(fnmatch(rel, glob) for glob in allow_missing):
+            absent.append(f"{rel} (sha256 {digest})")
+            continue
         if not path.exists():
             return _fail(len(lines), count, rel, f"missing (recorded by event {seq})")
         if sha256_file(path) != digest:
             return _fail(len(lines), count, rel, f"contents changed since event {seq} recorded them")
-    report = VerifyReport(ok=True, events=len(lines), files=len(recorded))
+    report = VerifyReport(ok=True, events=len(lines), files=len(recorded), absent=absent)
     return _against_branch(root, lines, report) if against_branch else report
 
 

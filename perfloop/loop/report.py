@@ -20,6 +20,7 @@ from perfloop.ledger.records import (  # noqa: E402
     LoopState,
     Manifest,
     PatchRecord,
+    ProfileRecord,
     ReviewRecord,
     RoundSummary,
     ValidationRecord,
@@ -48,6 +49,7 @@ def round_views(root: Path) -> list[dict[str, Any]]:
                 "folder": folder.relative_to(root).as_posix(),
                 "benches": benches,
                 "gap": _load(folder / "gap.json", GapRecord),
+                "profile": _load(folder / "profile.json", ProfileRecord),
                 "patch": _load(folder / "patch.json", PatchRecord),
                 "validation": _load(folder / "validation.json", ValidationRecord),
                 "revalidate": _load(folder / "revalidate.json", BenchRecord),
@@ -58,6 +60,21 @@ def round_views(root: Path) -> list[dict[str, Any]]:
             }
         )
     return views
+
+
+def profile_rows(profile: ProfileRecord, per_table: int = 5) -> list[dict[str, Any]]:
+    """The rows a reader needs to see why the target is where it is: per stage, the largest kernel
+    rows (folded rows last, as the table orders them) and the host table's verdict."""
+    rows = []
+    for stage, tables in profile.tables.items():
+        kernels = [r for r in tables.get("kernel_table", []) if not r.get("folded")][:per_table]
+        verdicts = [r for r in tables.get("host_table", []) if r.get("section") == "verdict"]
+        for r in kernels + verdicts:
+            sites = r.get("python_sites") or []
+            where = sites[0]["site"] if sites else r.get("detail", "")
+            rows.append({"stage": stage, "row_id": r["row_id"], "time_ms": r.get("time_ms"),
+                         "share_pct": r.get("share_pct"), "where": where})  # fmt: skip
+    return rows
 
 
 def consistent(cmp: Any) -> bool:
@@ -214,6 +231,7 @@ def build_report(root: Path, out: Path | None = None) -> Path:
         anchor_ref=anchor_ref(manifest.run_id),
         interrupted=_interrupted(ledger),
         consistent=consistent,
+        profile_rows=profile_rows,
         run_root=root,
         spec_yaml=reproduce_spec(manifest.spec),
         launches=launches(manifest.spec),

@@ -58,6 +58,18 @@ def test_editing_a_recorded_file_is_named(tmp_path: Path, rel: str) -> None:
     assert not report.ok and report.broken == rel
 
 
+def test_recorded_files_may_be_absent_only_by_name_and_present_ones_are_still_checked(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    (ledger.root / "rounds/001/gate.json").unlink()
+    assert verify_ledger(ledger.root).broken == "rounds/001/gate.json"
+    report = verify_ledger(ledger.root, allow_missing=["rounds/*/gate.json"])
+    assert report.ok and len(report.absent) == 1
+    assert report.absent[0].startswith("rounds/001/gate.json (sha256 ")
+    edited = ledger.root / "rounds/002/gate.json"
+    edited.write_text(edited.read_text().replace('"passed": true', '"passed": false'))
+    assert verify_ledger(ledger.root, allow_missing=["rounds/*/gate.json"]).broken == "rounds/002/gate.json"
+
+
 @pytest.mark.parametrize("index", [0, 1, 3])
 def test_editing_any_event_line_is_named(tmp_path: Path, index: int) -> None:
     ledger = _ledger(tmp_path)

@@ -59,6 +59,8 @@ def test_report_numbers_all_trace_to_records(tmp_path: Path, target_repo: Path) 
     text = out.read_text()
     assert "## Before / after" in text and "## Rounds" in text and "## Reproduce" in text
     assert "Rejected by: `beyond_noise`" in text
+    # Each round shows the profiler rows behind its gap, by row id (the engine counters are no op).
+    assert "| `prefill/kernel_table/aten::mm` |  | 60.0 |" in text and "engine_stats" not in text
     assert "![ratios per round](plots/rounds.png)" in text and (out.parent / "plots/rounds.png").exists()
     numbers = _record_numbers(run.root)
     # Identifiers (SHAs, fingerprints, paths) are not measurements; strip them before checking.

@@ -21,6 +21,7 @@ MODEL = "preset:smollm2-135m"
 SIDES = {
     "perfloop-fp32": f"OMP_NUM_THREADS=1 perfloop serve --model {MODEL} --port {{port}}",
     "llamacpp-f32": f"peer:llamacpp --model {MODEL} --weights f32 --threads 1",
+    "llamacpp-f16": f"peer:llamacpp --model {MODEL} --weights f16 --threads 1",
     "llamacpp-q4_1": f"peer:llamacpp --model {MODEL} --weights q4_1 --threads 1",
     "transformers-serve-fp32": f"peer:transformers-serve --model {MODEL} --threads 1",
 }
