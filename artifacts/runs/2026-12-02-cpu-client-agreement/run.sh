@@ -6,6 +6,7 @@
 #
 #   PEERS=/work/venv-peers/bin ./run.sh          # from anywhere; results land next to this file
 #   PEERS=... ROUNDS=1 WARMUPS=0 OUT=$PWD/no-warmup ./run.sh   # no client warm-ups (vLLM sends none anyway)
+#   PEERS=... SERVER_FLAGS='--num-kv-blocks 1024' OUT=$PWD/no-preemption ./run.sh   # a pool that holds all 32
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-$HERE}
@@ -22,7 +23,7 @@ OLEN=64
 
 # One server, one torch thread; prefix caching off so that no run reuses an earlier run's KV blocks.
 OMP_NUM_THREADS=1 perfloop serve --model $MODEL --port $PORT --torch-threads 1 --no-enable-prefix-caching \
-  --log-level warning > "$OUT/server.log" 2>&1 &
+  ${SERVER_FLAGS:-} --log-level warning > "$OUT/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER; wait $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 120); do curl -sf $URL/health > /dev/null && break; sleep 1; done
