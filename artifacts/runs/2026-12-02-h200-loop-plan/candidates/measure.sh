@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device command: the standard workload on the tree as committed (A) and with candidate 2
+# Not run yet (no H200 could be started on 2026-12-02). One device command: the standard workload on the tree as committed (A) and with candidate 2
 # applied (B), A B A order, plus candidate 2's fp32 correctness part. Run from the repo root on the
 # H200 with the wheels installed (see the device tool's README); results go to $OUT.
 set -uo pipefail
