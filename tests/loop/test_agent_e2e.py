@@ -37,6 +37,11 @@ def _target_copy(path: Path) -> Path:
     body = text.index('"""', text.index(STEP) + len(STEP))
     body = text.index('"""', body + 3) + 4  # after the docstring
     engine.write_text(text[:body] + PLANTED + text[body:])
+    # The sleep slows each step several times over; a 50 % margin keeps the verdict clear of a busy
+    # host's noise (under a CPU hog the A/A band passed the example's 5 % and FREEZE ended UNPROVABLE).
+    spec = path / "examples" / "code-target.yaml"
+    spec.write_text(spec.read_text().replace("margin: 0.05", "margin: 0.5", 1))
+    assert "margin: 0.5\n" in spec.read_text()
     repo = git.Repo.init(path)
     repo.git.add("-A")
     actor = git.Actor("test", "test@example.com")
