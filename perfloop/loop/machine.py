@@ -170,6 +170,8 @@ class Run:
         prev = self.state.state
         if next_state not in S.NEXT.get(S.State(prev), set()):
             raise LoopError(f"illegal transition {prev} -> {next_state}")
+        # A reason belongs to the state it explains: without a new one, the next state has none.
+        changes.setdefault("reason", "")
         self.state = self.state.model_copy(update={"state": S.State(next_state).value, **changes})
         self.ledger.append(
             "transition",

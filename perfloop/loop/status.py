@@ -102,13 +102,28 @@ def _round(folder: Path, state: LoopState) -> RoundStatus:
     )
 
 
+def pending_job(root: Path) -> Path | None:
+    """The archive of a `manual` GPU job written and not yet imported (the loop waits on one at most)."""
+    from perfloop.loop.remote import JOBS  # lazily: remote pulls in numpy, status stays light
+
+    waiting = [
+        a for a in (root / JOBS).glob("*.tgz") if not (a.with_suffix("") / "out" / "result.json").exists()
+    ]
+    return max(waiting, key=lambda a: a.stat().st_mtime, default=None)
+
+
 def run_status(root: Path, run_id: str) -> RunStatus:
     """The status of the run folder `root` (absolute)."""
     state = current_state(root)
     waiting = state.state == S.WAITING_FOR_PATCH
     round_dir = root / "rounds" / f"{state.round:03d}"
+    job = None if waiting or state.state in S.TERMINAL or is_driven(root) else pending_job(root)
+    reason = state.reason
     if waiting:
         nxt = f"perfloop goal submit {root}"
+    elif job is not None:
+        reason = f"waiting for a GPU job: run the job bundle {job} on the GPU machine (`bash bundle/run.sh`)"
+        nxt = f"perfloop goal import {root} bundle/out.tgz"
     elif state.state not in S.TERMINAL and not is_driven(root):
         nxt = f"perfloop goal resume {root}"
     else:
@@ -118,7 +133,7 @@ def run_status(root: Path, run_id: str) -> RunStatus:
         root=str(root),
         state=state.state,
         round=state.round,
-        reason=state.reason,
+        reason=reason,
         ended=state.state in S.TERMINAL,
         waiting_for_patch=waiting,
         prompt=str(round_dir / "prompt.md") if waiting else None,

@@ -101,6 +101,11 @@ def test_manual_jobs_are_exported_and_imported(tmp_path: Path) -> None:
     assert not [e for e in events if e.kind in ("error", "interrupted")]
     assert verify_ledger(root).ok
     assert json.loads((root / "freeze/aa/remote.json").read_text())["runner_exit"] is None
+    # `goal status` names the pending job and the import that continues the run, not `resume`.
+    pending = re.search(r"run the job bundle (\S+\.tgz)", out.replace("\n", ""))
+    status = json.loads(run_cli("goal", "status", str(root), "--json").stdout)
+    assert pending and pending.group(1) in status["reason"], status
+    assert status["next_command"] == f"perfloop goal import {root} bundle/out.tgz"
 
 
 def test_jobs_changed_on_the_way_are_refused(tmp_path: Path) -> None:
