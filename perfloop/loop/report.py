@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,20 @@ from perfloop.loop.templates import render  # noqa: E402
 
 def _load(path: Path, model: type) -> Any:
     return model.model_validate_json(path.read_text()) if path.exists() else None
+
+
+def measured_on(root: Path, host: dict[str, Any]) -> dict[str, Any] | None:
+    """The machine the A/A trials ran on, where it is not the loop's host (batch jobs on a GPU machine).
+
+    The manifest's environment is the host that drove the loop; each trial record carries the
+    fingerprint of the process that measured it.
+    """
+    records = sorted((root / "freeze" / "aa" / "trials").glob("*/record.json"))
+    if not records:
+        return None
+    env = json.loads(records[0].read_text()).get("perfloop", {}).get("environment") or {}
+    seen = {k: env[k] for k in host if k in env}
+    return seen if seen and seen != host else None
 
 
 def round_views(root: Path) -> list[dict[str, Any]]:
@@ -236,6 +251,7 @@ def build_report(root: Path, out: Path | None = None) -> Path:
         spec_yaml=reproduce_spec(manifest.spec),
         launches=launches(manifest.spec),
         accuracy=_load(root / ACCURACY_FREEZE, AccuracyFreeze),
+        measured_on=measured_on(root, manifest.environment),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

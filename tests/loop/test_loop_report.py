@@ -10,7 +10,7 @@ from conftest import FakeBackend, ScriptedPatcher, make_spec, set_config
 
 from perfloop.ledger.verify import verify_ledger
 from perfloop.loop.machine import Run
-from perfloop.loop.report import build_report
+from perfloop.loop.report import build_report, measured_on
 
 NUMBER = re.compile(r"(?<![\w.#/-])-?\d+(?:\.\d+)?(?![\w.])")
 
@@ -67,3 +67,19 @@ def test_report_numbers_all_trace_to_records(tmp_path: Path, target_repo: Path) 
     prose = re.sub(r"`[^`]*`|\([^)]*\.png\)|[0-9a-f]{12,}", "", text)
     untraced = [tok for tok in NUMBER.findall(prose) if not _traces(tok, numbers)]
     assert not untraced, untraced
+
+
+def test_report_names_the_machine_the_trials_ran_on_when_it_is_not_the_loop_host(tmp_path: Path) -> None:
+    """Batch jobs measure on another machine: the trial records' fingerprint is shown, not only the host's."""
+    host = {"cpu_model": "AMD EPYC", "gpu_models": [], "torch": "2.13.0+cpu"}
+    trial = tmp_path / "freeze" / "aa" / "trials" / "job-000-A"
+    trial.mkdir(parents=True)
+    gpu = host | {"gpu_models": ["NVIDIA H200"], "torch": "2.11.0+cu130", "hostname_hash": "x"}
+    (trial / "record.json").write_text(json.dumps({"perfloop": {"environment": gpu}}))
+    assert measured_on(tmp_path, host) == {
+        "cpu_model": "AMD EPYC",
+        "gpu_models": ["NVIDIA H200"],
+        "torch": "2.11.0+cu130",
+    }
+    (trial / "record.json").write_text(json.dumps({"perfloop": {"environment": host}}))
+    assert measured_on(tmp_path, host) is None  # measured where the loop runs: one section
