@@ -1,0 +1,1 @@
+"""Benchmark backends: OpenAI HTTP streaming, the in-process engine, HF transformers."""

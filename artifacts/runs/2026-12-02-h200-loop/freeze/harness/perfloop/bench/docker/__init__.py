@@ -1,0 +1,1 @@
+"""Run servers (vLLM, SGLang, perfloop's own image) as Docker containers for the benchmark."""

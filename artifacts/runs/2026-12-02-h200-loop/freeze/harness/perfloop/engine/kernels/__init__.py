@@ -1,0 +1,1 @@
+"""Triton kernels of the bundled engine: paged attention, fused elementwise, one-token GEMV."""
