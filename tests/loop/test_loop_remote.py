@@ -142,7 +142,7 @@ def _h200_goal_on_cpu(tmp_path: Path) -> Path:
     data = yaml.safe_load((ROOT / "examples/h200-standard-workload.yaml").read_text())
     data["target"]["repo"] = str(repo)
     data["workload"] = {"kind": "random", "num_prompts": 4, "input_len": 24, "output_len": 4}
-    data["measure"].update({"profile_requests": 2, "profile_steps": 3, "torch_threads": 1})
+    data["measure"].update({"profile_requests": 2, "profile_steps": 3, "torch_threads": 1, "aa_trials": 2})
     data["budgets"]["max_rounds"] = 1
     data["artifact_root"], data["run_id"] = str(tmp_path / "artifacts"), "h200-cpu"
     path = tmp_path / "goal.yaml"
