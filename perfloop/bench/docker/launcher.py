@@ -256,7 +256,16 @@ def remove_container(container: Any) -> None:
     try:
         container.remove(force=True)
     except docker.errors.NotFound:
-        pass
+        return
     except docker.errors.APIError as exc:
         if "already in progress" not in str(exc):
             raise
+    # Removal can still be in progress (another remover got there first, or a slow daemon): return
+    # only once the container is gone, so nothing of this run is left listed behind it.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            container.reload()
+        except docker.errors.NotFound:
+            return
+        time.sleep(0.2)
