@@ -1,1 +1,0 @@
-"""Benchmark backends: OpenAI HTTP streaming, the in-process engine, HF transformers."""

@@ -1,1 +1,0 @@
-"""Run servers (vLLM, SGLang, perfloop's own image) as Docker containers for the benchmark."""

@@ -1,1 +1,0 @@
-"""Triton kernels of the bundled engine: paged attention, fused elementwise, one-token GEMV."""

@@ -1,1 +1,0 @@
-"""Model implementations the engine runs."""

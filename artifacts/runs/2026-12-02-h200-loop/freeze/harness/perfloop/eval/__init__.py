@@ -1,1 +1,0 @@
-"""Accuracy gates: a shipped task set scored by loglikelihood, paired comparisons, logprob consistency."""

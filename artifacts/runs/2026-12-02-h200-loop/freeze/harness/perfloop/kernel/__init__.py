@@ -1,1 +1,0 @@
-"""Kernel tasks: production rows from traces, a same-ABI A/B harness, NCU digests, dispatch and arbiter."""
