@@ -186,6 +186,19 @@ def archive(bundle: Path) -> Path:
     return path
 
 
+def import_command(root: Path) -> str:
+    """The command that hands a `manual` job's out/ archive back to the run at `root`."""
+    return f"perfloop goal import {root} bundle/out.tgz"
+
+
+def job_instruction(archive_path: Path, root: Path) -> str:
+    """What to do with a pending `manual` job: run it on the GPU machine, then import what came back."""
+    return (
+        f"run the job bundle {archive_path} on the GPU machine (`bash bundle/run.sh`), "
+        f"then `{import_command(root)}`"
+    )
+
+
 def import_out(root: Path, archive_path: Path) -> Path:
     """`goal import`: unpack a job's out/ archive into the bundle folder it names; returns that folder."""
     with tarfile.open(archive_path) as tar:
@@ -248,10 +261,7 @@ class RemoteBackend(ProcessBackend):
         if not (out / "result.json").exists():
             if self.gpu_cmd == MANUAL:
                 tgz = archive(bundle)
-                raise JobPending(
-                    f"{manifest.label}: run the job bundle {tgz} on the GPU machine (`bash bundle/run.sh`), "
-                    f"then `perfloop goal import {root} bundle/out.tgz`"
-                )
+                raise JobPending(f"{manifest.label}: {job_instruction(tgz, root)}")
             command = self._command(bundle, out)
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()

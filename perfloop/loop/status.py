@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from perfloop.ledger.records import Event, LoopState, RoundSummary
-from perfloop.ledger.store import Ledger
+from perfloop.ledger.records import Event, LoopState, Manifest, RoundSummary
+from perfloop.ledger.store import MANIFEST, Ledger
 from perfloop.loop import states as S
 
 LOCK = ".lock"  # flock-ed by the process driving the run (Run._locked)
@@ -112,22 +112,27 @@ def pending_job(root: Path) -> Path | None:
     return max(waiting, key=lambda a: a.stat().st_mtime, default=None)
 
 
+def _next_step(root: Path, state: LoopState) -> tuple[str, str | None]:
+    """The reason to show and the command that moves the run on (None when nothing does)."""
+    from perfloop.loop.remote import MANUAL, import_command, job_instruction
+
+    if state.state == S.WAITING_FOR_PATCH:
+        return state.reason, f"perfloop goal submit {root}"
+    if state.state in S.TERMINAL or is_driven(root):
+        return state.reason, None
+    manifest = Manifest.model_validate_json((root / MANIFEST).read_text())
+    job = pending_job(root) if manifest.spec["target"].get("gpu_cmd") == MANUAL else None
+    if job is not None:
+        return f"waiting for a GPU job: {job_instruction(job, root)}", import_command(root)
+    return state.reason, f"perfloop goal resume {root}"
+
+
 def run_status(root: Path, run_id: str) -> RunStatus:
     """The status of the run folder `root` (absolute)."""
     state = current_state(root)
     waiting = state.state == S.WAITING_FOR_PATCH
     round_dir = root / "rounds" / f"{state.round:03d}"
-    job = None if waiting or state.state in S.TERMINAL or is_driven(root) else pending_job(root)
-    reason = state.reason
-    if waiting:
-        nxt = f"perfloop goal submit {root}"
-    elif job is not None:
-        reason = f"waiting for a GPU job: run the job bundle {job} on the GPU machine (`bash bundle/run.sh`)"
-        nxt = f"perfloop goal import {root} bundle/out.tgz"
-    elif state.state not in S.TERMINAL and not is_driven(root):
-        nxt = f"perfloop goal resume {root}"
-    else:
-        nxt = None
+    reason, nxt = _next_step(root, state)
     return RunStatus(
         run_id=run_id,
         root=str(root),
