@@ -9,21 +9,27 @@ exists locally. The project's Dockerfile.cpu is then built on top with an offlin
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
+from perfloop.bench.docker.cleanup import remove_managed
 from perfloop.bench.docker.launcher import remove_container
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = Path(sys.base_prefix)
 IMAGE = "perfloop-test:cpu"
+# One daemon serves every test session on a host: its docker tests take turns (see daemon_turn).
+TURN_LOCK = Path(tempfile.gettempdir()) / "perfloop-docker-tests.lock"
+_turn: list[IO[str]] = []
 # Large packages perfloop never imports; left out to keep the base image smaller and faster to import.
 UNUSED = ("moto", "cfnlint", "botocore", "boto3", "s3transfer", "jedi")
 BUILD_BACKEND = ("hatchling",)
@@ -132,10 +138,37 @@ def build_project_image(client: Any, base: str) -> str:
     return IMAGE
 
 
+def take_daemon_turn() -> None:
+    """Wait until no other test session on this host runs docker tests, then clear what a killed one left.
+
+    These tests assert on every perfloop-labelled container of the daemon (and one runs
+    `perfloop bench cleanup`, which removes them all), so two sessions sharing a daemon would
+    remove or count each other's containers.
+    """
+    if _turn:
+        return
+    fh = TURN_LOCK.open("a")
+    fcntl.flock(fh, fcntl.LOCK_EX)  # released when this session's docker tests end, or when it dies
+    _turn.append(fh)
+    remove_managed()  # only a session killed mid-test leaves these; the lock says none is running
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
-    """A live Docker client (skips without a daemon)."""
-    return docker_or_skip()
+    """A live Docker client (skips without a daemon), taken in this session's turn at the daemon."""
+    client = docker_or_skip()
+    take_daemon_turn()
+    return client
+
+
+@pytest.fixture(scope="package", autouse=True)
+def daemon_turn() -> Iterator[None]:
+    """Hands the daemon to the next session once this package's tests are done."""
+    yield
+    while _turn:
+        fh = _turn.pop()
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
 
 
 @pytest.fixture(scope="session")
@@ -157,7 +190,7 @@ def no_leftovers(docker_client: Any) -> Any:
     left = managed(docker_client)
     for c in left:
         remove_container(c)  # tolerates one already gone (a removal the test started may finish now)
-    assert not left, f"containers left behind: {[c.name for c in left]}"
+    assert not left, f"containers left behind: {[(c.name, c.status) for c in left]}"
 
 
 @pytest.fixture(scope="session")

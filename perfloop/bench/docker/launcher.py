@@ -26,6 +26,7 @@ from perfloop.bench.fingerprint import ContainerInfo
 from perfloop.bench.launcher import LaunchError, free_port
 
 LOG_TAIL_LINES = 40
+REMOVE_TIMEOUT_S = 60.0
 
 
 def docker_client() -> Any:
@@ -246,7 +247,7 @@ class DockerLauncher:
 
 
 def remove_container(container: Any) -> None:
-    """Stop (short grace) and force-remove a container, tolerating one already gone."""
+    """Stop (short grace) and force-remove a container; returns once it is gone (LaunchError if it stays)."""
     import docker.errors
 
     try:
@@ -260,12 +261,16 @@ def remove_container(container: Any) -> None:
     except docker.errors.APIError as exc:
         if "already in progress" not in str(exc):
             raise
-    # Removal can still be in progress (another remover got there first, or a slow daemon): return
-    # only once the container is gone, so nothing of this run is left listed behind it.
-    deadline = time.monotonic() + 60
+    # Another remover may have got there first (or the daemon is slow): nothing of this run may
+    # stay listed behind it, so wait for the daemon to stop listing it.
+    deadline = time.monotonic() + REMOVE_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
             container.reload()
         except docker.errors.NotFound:
             return
         time.sleep(0.2)
+    raise LaunchError(
+        f"docker: container {container.name} is still listed {REMOVE_TIMEOUT_S:.0f}s after its removal "
+        f"({container.status}); remove it with `perfloop bench cleanup`"
+    )
