@@ -161,9 +161,10 @@ def docker_client() -> Any:
     return client
 
 
-@pytest.fixture(scope="package", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def daemon_turn() -> Iterator[None]:
-    """Hands the daemon to the next session once this package's tests are done."""
+    """Hands the daemon to the next session once this module's tests are done (tests/ is no package: a
+    package-scoped fixture here would last the whole session)."""
     yield
     while _turn:
         fh = _turn.pop()
