@@ -180,7 +180,7 @@ def run_benchmark(spec: BenchSpec) -> BenchResult:
     with open_backend(
         target, workload.temperature, workload.ignore_eos, spec.model_id, spec.health_timeout, log_path
     ) as (backend, server_command, container):
-        records, duration, interrupted = _measure(backend, spec, requests, arrivals)
+        # Fingerprint before measuring (it imports torch): a Ctrl-C or SIGTERM then stops the server at once.
         env = collect_environment(
             server_command or (spec.launch if target.kind != "url" else None),
             backend.engine_flags(),
@@ -188,6 +188,7 @@ def run_benchmark(spec: BenchSpec) -> BenchResult:
             container,
             target_weights(target),
         )
+        records, duration, interrupted = _measure(backend, spec, requests, arrivals)
     result = build_result(spec, workload, backend, records, duration, interrupted, env)
     if spec.output:
         write_result(result, Path(spec.output), records)

@@ -83,6 +83,41 @@ def test_ctrl_c_keeps_the_finished_requests(tiny_workload) -> None:  # noqa: ANN
     assert interrupted and len(records) == 3 and duration >= 0
 
 
+def test_ctrl_c_stops_the_server_before_anything_else_runs(
+    monkeypatch: pytest.MonkeyPatch, tiny_workload
+) -> None:  # noqa: ANN001
+    # Under load, fingerprinting after the interrupt (torch's import) kept a container alive past 60 s.
+    import contextlib
+
+    import perfloop.bench.runner as runner
+
+    events: list[str] = []
+    real_collect = runner.collect_environment
+
+    class Interrupted(_InterruptAfter):
+        def run(self, *args) -> None:  # noqa: ANN002
+            try:
+                super().run(*args)
+            except KeyboardInterrupt:
+                events.append("interrupted")
+                raise
+
+    @contextlib.contextmanager
+    def fake_open_backend(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        yield Interrupted(), None, None
+        events.append("server stopped")
+
+    def collect(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        events.append("fingerprint")
+        return real_collect(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "open_backend", fake_open_backend)
+    monkeypatch.setattr(runner, "collect_environment", collect)
+    result = run_benchmark(BenchSpec(launch="http://x", workload=tiny_workload, progress=False))
+    assert result.perfloop.interrupted and result.completed == 3
+    assert events == ["fingerprint", "interrupted", "server stopped"]
+
+
 def test_result_round_trips(tmp_path: Path, scripted, tiny_workload) -> None:  # noqa: ANN001
     result = scripted(BenchSpec(launch="http://x", workload=tiny_workload), 100.0)
     path = tmp_path / "x.json"
