@@ -2,7 +2,8 @@
 
 No registry is reachable in CI, so the base image is made here: a Debian minimal root file
 system (`debootstrap --variant=minbase`) plus this interpreter's own Python tree (torch CPU and
-every perfloop dependency already installed) and the wheels of perfloop's build backend,
+every perfloop dependency already installed; a venv's tree on top of its base interpreter's, at the
+same paths, so its links resolve) and the wheels of perfloop's build backend,
 imported with `docker import`. The image is tagged with a key of its inputs and reused while it
 exists locally. The project's Dockerfile.cpu is then built on top with an offline pip.
 """
@@ -25,7 +26,8 @@ from perfloop.bench.docker.cleanup import remove_managed
 from perfloop.bench.docker.launcher import remove_container
 
 REPO = Path(__file__).resolve().parents[2]
-PREFIX = Path(sys.base_prefix)
+# The base interpreter, then the venv the tests run in (if any): where the dependencies are installed.
+PREFIXES = tuple(dict.fromkeys([Path(sys.base_prefix), Path(sys.prefix)]))
 IMAGE = "perfloop-test:cpu"
 # One daemon serves every test session on a host: its docker tests take turns (see daemon_turn).
 TURN_LOCK = Path(tempfile.gettempdir()) / "perfloop-docker-tests.lock"
@@ -54,10 +56,13 @@ def managed(client: Any) -> list[Any]:
     return client.containers.list(all=True, filters={"label": "perfloop.managed=1"})
 
 
+def _site(prefix: Path) -> Path:
+    return prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+
+
 def _base_key() -> str:
-    site = PREFIX / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    installed = sorted(p.name for p in site.glob("*.dist-info"))
-    text = "|".join([str(PREFIX), sys.version, *UNUSED, *installed, "bookworm-minbase-2", EXTRA_DEBS])
+    installed = sorted(str(p) for prefix in PREFIXES for p in _site(prefix).glob("*.dist-info"))
+    text = "|".join([*map(str, PREFIXES), sys.version, *UNUSED, *installed, "bookworm-minbase-3", EXTRA_DEBS])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -93,12 +98,14 @@ def build_base_image(client: Any) -> str:
             ]
         )
         _run([sys.executable, "-m", "pip", "download", "-q", "-d", str(root / "wheels"), *BUILD_BACKEND])
-        site = PREFIX.relative_to("/") / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-        excludes = [f"--exclude={site}/site-packages/{name}" for name in UNUSED]
+        sites = [_site(prefix).relative_to("/") for prefix in PREFIXES]
+        excludes = [f"--exclude={site}/{name}" for site in sites for name in UNUSED]
         # The editable install of this checkout points at the host's tree; the image installs its own.
-        excludes += [f"--exclude={site}/site-packages/*perfloop*"]
-        path = f"{PREFIX}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-        tar = ["tar", "-c", *excludes, "-C", str(root), ".", "-C", "/", str(PREFIX.relative_to("/"))]
+        excludes += [f"--exclude={site}/*perfloop*" for site in sites]
+        bins = ":".join(f"{prefix}/bin" for prefix in reversed(PREFIXES))
+        path = f"{bins}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        trees = [str(prefix.relative_to("/")) for prefix in PREFIXES]
+        tar = ["tar", "-c", *excludes, "-C", str(root), ".", "-C", "/", *trees]
         cmd = " ".join(tar) + f" | docker import --change 'ENV PATH={path}' - {tag}"
         _run(cmd, shell=True)
     finally:
